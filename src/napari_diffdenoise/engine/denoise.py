@@ -1,0 +1,353 @@
+"""``denoise``: the public entry point of the diffusion denoiser (2D images and small stacks).
+
+The work is done by the generator :func:`iter_denoise`, which yields ``(done, total)`` progress
+and returns the result; :func:`denoise` drives it synchronously, a widget can drive it from a
+``thread_worker`` and cancel between yields.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_image, layer_data
+from ..intensity import SIGMA_MAX, IntensityRange, robust_range
+
+__all__ = ["denoise", "iter_denoise", "DenoiseResult", "TILE_SIZE", "TILE_OVERLAP"]
+
+TILE_SIZE = 512
+TILE_OVERLAP = 32
+_PAD = 8
+
+
+@dataclass
+class DenoiseResult:
+    """What ``denoise(..., return_details=True)`` returns."""
+
+    image: np.ndarray
+    std: np.ndarray | None
+    time_map: np.ndarray
+    report: Any | None
+
+
+def _check_rgb(arr: np.ndarray) -> None:
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+        raise ValueError(
+            f"image of shape {arr.shape} looks like RGB(A); denoise one channel at a time, "
+            "e.g. denoise(image[..., 0])"
+        )
+
+
+def _time_levels_to_sigma(t_levels, image, rng: IntensityRange) -> np.ndarray:
+    """A napari Labels time map (levels 0..L, metadata) → σ map in image units."""
+    from ..noise.timemap import DEFAULT_TIME_LEVELS, levels_to_time_map
+
+    meta = getattr(t_levels, "metadata", None) or {}
+    levels = int(meta.get("time_levels", DEFAULT_TIME_LEVELS))
+    sigma_max = float(meta.get("sigma_max", SIGMA_MAX * rng.scale))
+    t = levels_to_time_map(np.asarray(layer_data(t_levels)), levels)
+    return t * sigma_max
+
+
+def _sigma_from_inputs(arr, time_map, sigma, rng: IntensityRange) -> np.ndarray | None:
+    """σ map in image units from ``time_map`` or ``sigma`` (None: estimate it)."""
+    if time_map is not None and sigma is not None:
+        raise ValueError("pass either time_map or sigma, not both")
+    if time_map is not None:
+        is_layer = hasattr(time_map, "_type_string")
+        data = np.asarray(layer_data(time_map))
+        if is_layer or data.dtype.kind in "ui":
+            sig = _time_levels_to_sigma(time_map, arr, rng)
+        else:
+            if data.dtype.kind != "f":
+                raise TypeError(f"time_map must hold floats in [0, 1] or integer levels, got {data.dtype}")
+            if not np.isfinite(data).all():
+                raise ValueError("time_map contains NaN or infinite values")
+            if data.size and (data.min() < 0 or data.max() > 1):
+                raise ValueError(f"time_map values must lie in [0, 1], got [{data.min():.3g}, {data.max():.3g}]")
+            sig = data.astype(np.float32) * np.float32(SIGMA_MAX * rng.scale)
+        name = "time_map"
+    elif sigma is not None:
+        sig = np.asarray(sigma, dtype=np.float64) if not np.isscalar(sigma) else np.float64(sigma)
+        if np.asarray(sig).dtype.kind not in "fiu":
+            raise TypeError("sigma must be a number or a numeric array")
+        if not np.isfinite(sig).all():
+            raise ValueError("sigma contains NaN or infinite values")
+        if np.any(np.asarray(sig) < 0):
+            raise ValueError("sigma must be >= 0 (a noise standard deviation in image units)")
+        name = "sigma"
+    else:
+        return None
+    sig = np.asarray(sig, dtype=np.float32)
+    try:
+        sig = np.broadcast_to(sig, arr.shape)
+    except ValueError:
+        raise ValueError(f"{name} of shape {sig.shape} does not match the image shape {arr.shape}") from None
+    return sig
+
+
+def _dihedral(x, k: int):
+    import torch
+
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+
+
+def _undihedral(x, k: int):
+    import torch
+
+    if k >= 4:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, -(k % 4), dims=(-2, -1))
+
+
+def _plane_tau_and_input(plane, sigma_plane, rng, sigma_max_model):
+    """Normalised observation, τ map and the noise report (blind mode) for one plane."""
+    report = None
+    yn = rng.normalise(plane)
+    impulse = None
+    if sigma_plane is None:
+        from ..noise.estimate import estimate_noise
+
+        report = estimate_noise(plane)
+        sigma_plane = report.sigma_map
+        if report.kind == "salt_and_pepper" and report.impulse_mask is not None:
+            impulse = np.asarray(report.impulse_mask, dtype=bool)
+    tau = np.asarray(sigma_plane, dtype=np.float32) / np.float32(rng.scale * sigma_max_model)
+    return yn, np.clip(tau, 0.0, 1.0), impulse, report
+
+
+def iter_denoise(
+    image,
+    time_map=None,
+    *,
+    sigma=None,
+    model="default",
+    steps: int | None = None,
+    sampler: str | None = None,
+    eta: float = 0.0,
+    samples: int = 1,
+    ensemble: int | None = None,
+    device="auto",
+    seed: int | None = None,
+    tile_size: int = TILE_SIZE,
+    output_dtype=None,
+) -> Generator[tuple[int, int], None, DenoiseResult]:
+    """Generator form of :func:`denoise`: yields ``(done, total)`` network evaluations."""
+    import torch
+
+    from ..diffusion.impulses import IMPULSE_TIME, fill_missing
+    from ..diffusion.samplers import SAMPLERS, iter_sample
+    from ..model.registry import load_model
+    from .device import resolve_device
+    from .tiling import blend_weight, tile_slices
+
+    arr = as_image(image)
+    _check_rgb(arr)
+    loaded = load_model(model)
+    sampler = loaded.sampler if sampler is None else sampler
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    steps = loaded.steps if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if sampler == "direct":
+        steps = 1
+    ensemble = loaded.ensemble if ensemble is None else ensemble
+    if ensemble not in (1, 2, 4, 8):
+        raise ValueError(f"ensemble must be 1, 2, 4 or 8 (flip/rotation copies), got {ensemble!r}")
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    if not 0.0 <= float(eta) <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
+    if samples > 1 and eta == 0:
+        raise ValueError("samples > 1 needs a stochastic sampler: use sampler='indi' with eta > 0")
+    if eta > 0 and sampler != "indi":
+        raise ValueError("eta > 0 (stochastic sampling) is only defined for the 'indi' sampler")
+    if tile_size < 64:
+        raise ValueError(f"tile_size must be >= 64, got {tile_size}")
+    if output_dtype is not None:
+        output_dtype = np.dtype(output_dtype)
+        if output_dtype.kind not in "uif":
+            raise TypeError(f"output_dtype must be an integer or float dtype, got {output_dtype}")
+    dev = resolve_device(device)
+    rng = robust_range(arr)
+    sigma_map = _sigma_from_inputs(arr, time_map, sigma, rng)
+
+    net = loaded.net
+    if dev.type != "cpu":
+        import copy
+
+        net = copy.deepcopy(net).to(dev)
+    mult = net.config.multiple
+    sig_max = loaded.sigma_max
+    gen = torch.Generator(device=dev).manual_seed(int(seed)) if seed is not None else None
+    if seed is None and eta > 0:
+        gen = torch.Generator(device=dev)
+        gen.seed()
+
+    planes_shape = arr.shape[:-2]
+    n_planes = int(np.prod(planes_shape)) if planes_shape else 1
+    h, w = arr.shape[-2:]
+    tiles = list(tile_slices((h, w), tile_size, TILE_OVERLAP))
+    total = n_planes * len(tiles) * ensemble * samples * steps
+    done = 0
+    flat = arr.reshape((n_planes, h, w))
+    sig_flat = None if sigma_map is None else sigma_map.reshape((n_planes, h, w))
+    out = np.empty((n_planes, h, w), dtype=np.float32)
+    std_out = np.empty((n_planes, h, w), dtype=np.float32) if samples > 1 else None
+    tau_out = np.empty((n_planes, h, w), dtype=np.float32)
+    report = None
+
+    for i in range(n_planes):
+        yn, tau, impulse, rep = _plane_tau_and_input(
+            flat[i], None if sig_flat is None else sig_flat[i], rng, sig_max)
+        report = rep if rep is not None else report
+        y_t = torch.from_numpy(np.ascontiguousarray(yn)).view(1, 1, h, w)
+        tau_t = torch.from_numpy(np.ascontiguousarray(tau)).view(1, 1, h, w)
+        if impulse is not None and impulse.any():
+            miss = torch.from_numpy(impulse).view(1, 1, h, w)
+            y_t = fill_missing(y_t, miss)
+            tau_t = torch.where(miss, torch.full_like(tau_t, IMPULSE_TIME * SIGMA_MAX / sig_max), tau_t)
+        tau_out[i] = tau_t[0, 0].numpy()
+        acc = np.zeros((h, w), dtype=np.float64)
+        acc2 = np.zeros((h, w), dtype=np.float64) if samples > 1 else None
+        wsum = np.zeros((h, w), dtype=np.float64)
+        for rs, cs in tiles:
+            yt = y_t[..., rs, cs]
+            tt = tau_t[..., rs, cs]
+            th, tw = yt.shape[-2:]
+            ph = (-(th + 2 * _PAD)) % mult + _PAD
+            pw = (-(tw + 2 * _PAD)) % mult + _PAD
+            mode = "reflect" if min(th, tw) > max(ph, pw) else "replicate"
+            pad = (_PAD, pw, _PAD, ph)
+            yp = torch.nn.functional.pad(yt, pad, mode=mode).to(dev)
+            tp = torch.nn.functional.pad(tt, pad, mode=mode).to(dev)
+            tile_sum = torch.zeros((th, tw), dtype=torch.float64)
+            tile_sq = torch.zeros((th, tw), dtype=torch.float64)
+            for s in range(samples):
+                est = torch.zeros((th, tw), dtype=torch.float64)
+                for k in range(ensemble):
+                    yk, tk = _dihedral(yp, k), _dihedral(tp, k)
+                    with torch.no_grad():
+                        for _, _, xk in iter_sample(net, yk, tk, sampler=sampler, steps=steps,
+                                                    eta=eta, sigma_max=sig_max, generator=gen):
+                            done += 1
+                            yield done, total
+                    xk = _undihedral(xk, k)[0, 0, _PAD : _PAD + th, _PAD : _PAD + tw]
+                    est += xk.double().cpu()
+                est /= ensemble
+                tile_sum += est
+                tile_sq += est**2
+            wgt = blend_weight(th, tw, TILE_OVERLAP if len(tiles) > 1 else 0)
+            mean = (tile_sum / samples).numpy()
+            acc[rs, cs] += wgt * mean
+            wsum[rs, cs] += wgt
+            if acc2 is not None:
+                var = np.maximum((tile_sq / samples).numpy() - mean**2, 0.0) * samples / (samples - 1)
+                acc2[rs, cs] += wgt * np.sqrt(var)
+        out[i] = (acc / wsum).astype(np.float32)
+        if std_out is not None:
+            std_out[i] = (acc2 / wsum).astype(np.float32)
+
+    result = rng.denormalise(out).reshape(arr.shape)
+    result = _cast(result, arr.dtype if output_dtype is None else output_dtype)
+    std = None if std_out is None else (std_out * np.float32(rng.scale)).reshape(arr.shape)
+    return DenoiseResult(result, std, tau_out.reshape(arr.shape), report)
+
+
+def _cast(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        return x.astype(dtype)
+    return x.astype(np.float32 if dtype.itemsize <= 4 else dtype)
+
+
+def denoise(
+    image,
+    time_map=None,
+    *,
+    sigma=None,
+    model="default",
+    steps: int | None = None,
+    sampler: str | None = None,
+    eta: float = 0.0,
+    samples: int = 1,
+    ensemble: int | None = None,
+    device="auto",
+    seed: int | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+    tile_size: int = TILE_SIZE,
+    output_dtype=None,
+    return_std: bool = False,
+    return_details: bool = False,
+):
+    """Remove noise from a 2D image (or a small stack, plane by plane) with the diffusion model.
+
+    Parameters
+    ----------
+    image : array or napari Image layer
+        2D ``(rows, cols)`` or a stack ``(..., rows, cols)``; any integer or float dtype.
+    time_map : array or napari Labels layer, optional
+        Per-pixel diffusion start time. Floats in [0, 1] mean a noise std of
+        ``t · SIGMA_MAX · scale`` (image units, ``scale`` the robust intensity range, as made by
+        ``NoiseReport.time_map()``); a Labels layer made by the Noise inspector carries its own
+        ``time_levels`` and ``sigma_max`` in ``metadata``; integer arrays are levels out of 255.
+        Pixels with t = 0 are returned unchanged.
+    sigma : float or array, optional
+        Noise std in image units (scalar or per-pixel map), instead of ``time_map``.
+        With neither, the noise is estimated (``estimate_noise``), salt-and-pepper included.
+    model : str, path or LoadedModel
+        A name from ``list_models()`` (presets ``"default"``, ``"fast"``, ``"quality"`` or a saved
+        fine-tuned model) or a ``.safetensors`` path.
+    steps, sampler : optional
+        Sampling steps and sampler (``"direct"``, ``"origin"``, ``"cold"``, ``"indi"``);
+        the preset's defaults when omitted.
+    eta : float
+        Fresh-noise level of the stochastic ``indi`` sampler (0 = deterministic).
+    samples : int
+        Number of stochastic samples (needs ``eta > 0``); the mean is returned.
+    ensemble : int, optional
+        Flip/rotation self-ensemble size (1, 2, 4 or 8); the preset's default when omitted.
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    seed : int, optional
+        Seed for stochastic sampling (results are reproducible with a seed).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each network evaluation.
+    tile_size : int
+        Largest tile processed at once (overlapping tiles are blended).
+    output_dtype : dtype, optional
+        Output dtype; default: the input's dtype for integers, float32 for floats.
+    return_std : bool
+        Also return the per-pixel std over ``samples`` (uncertainty, image units).
+    return_details : bool
+        Return a :class:`DenoiseResult` (image, std, time map used, noise report).
+
+    Returns
+    -------
+    numpy.ndarray, or ``(image, std)`` with ``return_std``, or :class:`DenoiseResult`.
+    """
+    if return_std and samples < 2:
+        raise ValueError("return_std needs samples > 1 with sampler='indi' and eta > 0")
+    gen = iter_denoise(image, time_map, sigma=sigma, model=model, steps=steps, sampler=sampler,
+                       eta=eta, samples=samples, ensemble=ensemble, device=device, seed=seed,
+                       tile_size=tile_size, output_dtype=output_dtype)
+    while True:
+        try:
+            done, total = next(gen)
+        except StopIteration as stop:
+            result: DenoiseResult = stop.value
+            break
+        if progress is not None:
+            progress(done, total)
+    if return_details:
+        return result
+    if return_std:
+        return result.image, result.std
+    return result.image

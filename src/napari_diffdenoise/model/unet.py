@@ -1,0 +1,160 @@
+"""The denoising UNet ``S_θ(x_t, y, t)`` with a per-pixel time embedding (the SVNR idea).
+
+Inputs are three planes: the current diffusion state ``x_t``, the observation ``y`` (the
+condition) and the per-pixel time map ``t``. The time map is embedded pixel by pixel
+(sinusoidal features of t followed by 1×1 convolutions) and added to the features of every
+residual block at that block's resolution (average-pooled), so each pixel is told its own time.
+The network predicts the clean image as ``x_t - residual``.
+
+Blocks have no normalisation layer by default (as in DRUNet): GroupNorm statistics depend on the
+whole input, so a tiled run would give tile-dependent results and visible seams. ``norm="group"``
+is available for experiments.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["UNetConfig", "TimeUNet"]
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture of :class:`TimeUNet` (stored in the JSON sidecar of every weight file)."""
+
+    channels: tuple[int, ...] = (32, 64, 96)
+    blocks_per_level: int = 1
+    time_features: int = 16
+    time_dim: int = 32
+    norm: str = "none"
+    in_planes: int = 3
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "UNetConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown UNet architecture fields: {sorted(unknown)}")
+        data = dict(data)
+        if "channels" in data:
+            data["channels"] = tuple(int(c) for c in data["channels"])
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    def validate(self) -> None:
+        if len(self.channels) < 2 or any(int(c) < 4 for c in self.channels):
+            raise ValueError(f"channels must list at least two levels of >= 4, got {self.channels}")
+        if self.norm not in ("none", "group"):
+            raise ValueError(f"norm must be 'none' or 'group', got {self.norm!r}")
+        if self.blocks_per_level < 1 or self.time_features < 1 or self.time_dim < 1:
+            raise ValueError("blocks_per_level, time_features and time_dim must be >= 1")
+
+    @property
+    def multiple(self) -> int:
+        """Spatial sizes must be a multiple of this (one halving per extra level)."""
+        return 2 ** (len(self.channels) - 1)
+
+
+class TimeEmbedding(nn.Module):
+    """Per-pixel sinusoidal embedding of a time map ``(B, 1, H, W)`` → ``(B, dim, H, W)``."""
+
+    def __init__(self, features: int, dim: int) -> None:
+        super().__init__()
+        freqs = torch.exp(torch.linspace(0.0, math.log(200.0), features)) * math.pi
+        self.register_buffer("freqs", freqs.view(1, features, 1, 1), persistent=False)
+        self.mlp = nn.Sequential(
+            nn.Conv2d(2 * features + 1, dim, 1), nn.SiLU(), nn.Conv2d(dim, dim, 1), nn.SiLU()
+        )
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        phase = t * self.freqs
+        return self.mlp(torch.cat([t, torch.sin(phase), torch.cos(phase)], dim=1))
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.Identity()
+
+
+class ResBlock(nn.Module):
+    """Residual block; the time embedding (pooled to this resolution) is projected and added."""
+
+    def __init__(self, channels: int, time_dim: int, norm: str) -> None:
+        super().__init__()
+        self.norm1 = _norm(norm, channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.time = nn.Conv2d(time_dim, channels, 1)
+        self.norm2 = _norm(norm, channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time(emb)
+        h = self.conv2(F.silu(self.norm2(h)))
+        return x + h
+
+
+class TimeUNet(nn.Module):
+    """UNet ``S_θ(x_t, y, t) → x̂0`` with a per-pixel time embedding at every scale."""
+
+    def __init__(self, config: UNetConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or UNetConfig()
+        cfg.validate()
+        self.config = cfg
+        ch = cfg.channels
+        n = cfg.blocks_per_level
+        self.embed = TimeEmbedding(cfg.time_features, cfg.time_dim)
+        self.head = nn.Conv2d(cfg.in_planes, ch[0], 3, padding=1)
+        self.enc = nn.ModuleList(
+            nn.ModuleList(ResBlock(c, cfg.time_dim, cfg.norm) for _ in range(n)) for c in ch[:-1]
+        )
+        self.down = nn.ModuleList(
+            nn.Conv2d(ch[i], ch[i + 1], 2, stride=2) for i in range(len(ch) - 1)
+        )
+        self.mid = nn.ModuleList(ResBlock(ch[-1], cfg.time_dim, cfg.norm) for _ in range(2 * n))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in range(len(ch) - 1)
+        )
+        self.dec = nn.ModuleList(
+            nn.ModuleList(ResBlock(c, cfg.time_dim, cfg.norm) for _ in range(n)) for c in ch[:-1]
+        )
+        self.tail = nn.Conv2d(ch[0], 1, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Predict the clean image. All inputs ``(B, 1, H, W)``, H and W multiples of
+        ``config.multiple`` (the engine pads)."""
+        emb = self.embed(t)
+        embs = [emb]
+        for _ in range(len(self.down)):
+            embs.append(F.avg_pool2d(embs[-1], 2))
+        h = self.head(torch.cat([x_t, y, t], dim=1))
+        skips = []
+        for level, (blocks, down) in enumerate(zip(self.enc, self.down)):
+            for block in blocks:
+                h = block(h, embs[level])
+            skips.append(h)
+            h = down(h)
+        for block in self.mid:
+            h = block(h, embs[-1])
+        for level in reversed(range(len(self.up))):
+            h = self.up[level](h) + skips[level]
+            for block in self.dec[level]:
+                h = block(h, embs[level])
+        return x_t - self.tail(h)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

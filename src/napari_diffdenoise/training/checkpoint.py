@@ -1,0 +1,76 @@
+"""Resumable training checkpoints in safetensors + JSON (model, EMA, optimiser moments, RNG-free
+counters). Nothing is pickled, so a checkpoint from anywhere is safe to load."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._atomic import atomic_write
+
+__all__ = ["save_checkpoint", "load_checkpoint"]
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    for k, v in ema.state_dict().items():
+        tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
+    opt_state = optimizer.state_dict()
+    steps = {}
+    for idx, st in opt_state["state"].items():
+        for name, val in st.items():
+            if torch.is_tensor(val) and val.ndim > 0:
+                tensors[f"opt.{idx}.{name}"] = val.detach().cpu().contiguous()
+            else:
+                steps[f"{idx}.{name}"] = float(val)
+    meta = dict(state)
+    meta["optimizer_scalars"] = steps
+    meta["param_groups"] = [
+        {k: v for k, v in g.items() if k != "params"} for g in opt_state["param_groups"]
+    ]
+    atomic_write(path.with_suffix(".safetensors"), lambda p: save_file(tensors, str(p)))
+    text = json.dumps(meta, indent=2, default=float)
+    atomic_write(path.with_suffix(".json"), lambda p: p.write_text(text))
+    return path.with_suffix(".safetensors")
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    tensors = load_file(str(path.with_suffix(".safetensors")))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    opt_state = optimizer.state_dict()
+    state: dict[int, dict[str, Any]] = {}
+    for key, val in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = val
+    for key, val in meta.pop("optimizer_scalars", {}).items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = torch.tensor(val)
+    opt_state["state"] = state
+    for group, saved in zip(opt_state["param_groups"], meta.pop("param_groups", [])):
+        group.update({k: v for k, v in saved.items() if k in group})
+    optimizer.load_state_dict(opt_state)
+    return meta

@@ -1,0 +1,96 @@
+"""Training configuration: one dataclass, stored with checkpoints and in the model sidecar."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..intensity import SIGMA_MAX
+
+__all__ = ["TrainingConfig"]
+
+
+@dataclass
+class TrainingConfig:
+    """Everything that defines a training run (the recipe).
+
+    Noise levels are in normalised units (the image's robust range mapped to [0, 1]).
+    """
+
+    name: str = "default"
+    output: str = "runs/default"
+    channels: tuple[int, ...] = (32, 64, 96, 128)
+    blocks_per_level: int = 1
+    sigma_max: float = SIGMA_MAX
+    steps: int = 10000
+    max_minutes: float | None = None
+    batch_size: int = 16
+    patch_size: int = 64
+    lr: float = 2e-4
+    lr_min: float = 1e-6
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    charbonnier_eps: float = 1e-3
+    grad_clip: float = 1.0
+    # data
+    train_dir: str | None = None
+    holdout: int = 8
+    synthetic_images: int = 400
+    synthetic_size: int = 192
+    # noise mixture (probabilities, normalised when drawn)
+    p_gaussian: float = 0.35
+    p_spatially_variant: float = 0.25
+    p_poisson: float = 0.30
+    p_salt_and_pepper: float = 0.10
+    sigma_range: tuple[float, float] = (0.004, 0.30)
+    photons_range: tuple[float, float] = (5.0, 300.0)
+    read_noise_max: float = 0.05
+    impulse_range: tuple[float, float] = (0.03, 0.5)
+    # schedule of the training times
+    p_at_observation: float = 0.5
+    p_smooth_time: float = 0.2
+    # bookkeeping
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    log_every: int = 50
+    val_every: int = 500
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        self.sigma_range = tuple(float(s) for s in self.sigma_range)  # type: ignore[assignment]
+        self.photons_range = tuple(float(s) for s in self.photons_range)  # type: ignore[assignment]
+        self.impulse_range = tuple(float(s) for s in self.impulse_range)  # type: ignore[assignment]
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if self.patch_size < 16 or self.patch_size % 8:
+            raise ValueError(f"patch_size must be a multiple of 8 and >= 16, got {self.patch_size}")
+        if not 0 < self.sigma_max:
+            raise ValueError("sigma_max must be positive")
+        if not 0 <= self.sigma_range[0] <= self.sigma_range[1] <= self.sigma_max:
+            raise ValueError("sigma_range must satisfy 0 <= low <= high <= sigma_max")
+        probs = (self.p_gaussian, self.p_spatially_variant, self.p_poisson, self.p_salt_and_pepper)
+        if min(probs) < 0 or sum(probs) <= 0:
+            raise ValueError("noise mixture probabilities must be >= 0 and not all zero")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training settings: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "TrainingConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

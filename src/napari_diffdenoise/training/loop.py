@@ -1,0 +1,230 @@
+"""The training loop, as a generator that yields progress (for the API, the CLI and widgets)."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import TrainingConfig
+
+__all__ = ["TrainProgress", "iter_train", "train_model", "default_train_dir"]
+
+
+@dataclass
+class TrainProgress:
+    """One progress report: the step just done and, every ``val_every`` steps, validation PSNR."""
+
+    step: int
+    total: int
+    loss: float
+    lr: float
+    elapsed_s: float
+    val_psnr: dict[str, float] | None = None
+
+
+def default_train_dir() -> Path:
+    """``<project>/../shared/data/train400`` when running from a source checkout."""
+    return Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "train400"
+
+
+def _lr_at(step: int, cfg: TrainingConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay over the steps or, with ``max_minutes``, over whichever
+    of steps and time runs out first (so a time-boxed run still anneals)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if cfg.max_minutes:
+        frac = max(frac, elapsed_s / (60.0 * cfg.max_minutes))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def _build_images(cfg: TrainingConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    from .data import load_clean_images
+
+    train_dir = Path(cfg.train_dir) if cfg.train_dir else default_train_dir()
+    natural = load_clean_images(train_dir)
+    holdout = natural[-cfg.holdout :] if cfg.holdout else []
+    natural = natural[: len(natural) - cfg.holdout]
+    kinds = ("cells", "blobs", "filaments", "mixed")
+    if cfg.synthetic_images:
+        from ..synthetic import synthetic_fluorescence
+    synth = [
+        np.asarray(
+            synthetic_fluorescence(
+                (cfg.synthetic_size, cfg.synthetic_size), kind=kinds[i % 4], seed=cfg.seed * 100003 + i
+            ),
+            dtype=np.float32,
+        )
+        for i in range(cfg.synthetic_images)
+    ]
+    return natural + synth, holdout
+
+
+def _validate(ema, holdout, cfg, device) -> dict[str, float]:
+    import torch
+
+    from ..diffusion.samplers import sample
+
+    out = {}
+    g = torch.Generator().manual_seed(1234)
+    for sigma255 in (25, 50):
+        psnrs = []
+        for im in holdout:
+            s = (min(im.shape) // 8) * 8
+            x0 = torch.from_numpy(np.ascontiguousarray(im[:s, :s])).view(1, 1, s, s)
+            sig = sigma255 / 255.0
+            y = x0 + sig * torch.randn(x0.shape, generator=g)
+            tau = torch.full_like(x0, sig / cfg.sigma_max)
+            with torch.no_grad():
+                x = sample(ema, y.to(device), tau.to(device), sampler="direct").cpu()
+            mse = float(((x.clamp(0, 1) - x0) ** 2).mean())
+            psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
+        out[f"gaussian{sigma255}"] = float(np.mean(psnrs))
+    return out
+
+
+def iter_train(cfg: TrainingConfig, *, resume: bool = True) -> Iterator[TrainProgress]:
+    """Train (or resume) the model described by ``cfg``; yields progress, returns the EMA model.
+
+    Writes ``<output>/checkpoint.{safetensors,json}`` every ``checkpoint_every`` steps and at the
+    end, ``<output>/train_log.jsonl`` (one line per log/validation step) and
+    ``<output>/<name>.{safetensors,json}`` (the EMA weights, the deliverable).
+    """
+    import torch
+
+    from ..engine.device import resolve_device
+    from ..model.unet import TimeUNet, UNetConfig
+    from ..model.weights import ModelInfo, save_model
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .data import PatchSampler, corrupt
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    out_dir = Path(cfg.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    arch = UNetConfig(channels=cfg.channels, blocks_per_level=cfg.blocks_per_level)
+    model = TimeUNet(arch).to(device)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ckpt = out_dir / "checkpoint"
+    start, elapsed_before = 0, 0.0
+    if resume and ckpt.with_suffix(".safetensors").is_file():
+        meta = load_checkpoint(ckpt, model, ema, opt)
+        start, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+    images, holdout = _build_images(cfg)
+    sampler = PatchSampler(images, cfg.patch_size, seed=cfg.seed + start)
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + start)
+    log_path = out_dir / "train_log.jsonl"
+    t0 = time.perf_counter()
+    running = 0.0
+    step = start
+
+    def write_model() -> None:
+        info = ModelInfo(
+            name=cfg.name,
+            architecture=arch,
+            sigma_max=cfg.sigma_max,
+            normalisation={"kind": "robust_percentiles", "low": 0.5, "high": 99.8},
+            training={
+                "steps": step,
+                "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 1),
+                "device": str(device),
+                "data": f"{len(images) - cfg.synthetic_images} natural images ({Path(cfg.train_dir or default_train_dir()).name}) + {cfg.synthetic_images} synthetic fluorescence images",
+                "recipe": cfg.to_dict(),
+            },
+            description=f"TimeUNet {list(cfg.channels)}, trained {step} steps",
+        )
+        save_model(ema, out_dir / cfg.name, info)
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt, model, ema, opt, {
+            "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
+            "config": cfg.to_dict()})
+
+    from ..diffusion.forward import sample_train_time, straight_path
+
+    while step < cfg.steps:
+        elapsed = elapsed_before + time.perf_counter() - t0
+        if cfg.max_minutes and elapsed > 60 * cfg.max_minutes:
+            break
+        lr = _lr_at(step, cfg, elapsed)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x0 = sampler.batch(cfg.batch_size)
+        y, tau_y = corrupt(x0, cfg, gen)
+        t = sample_train_time(tau_y, p_at_observation=cfg.p_at_observation,
+                              p_smooth_field=cfg.p_smooth_time, generator=gen)
+        x_t = straight_path(x0, y, t, tau_y)
+        x0, y, t, x_t = (a.to(device) for a in (x0, y, t, x_t))
+        pred = model(x_t, y, t)
+        loss = torch.sqrt((pred - x0) ** 2 + cfg.charbonnier_eps**2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+        step += 1
+        running += loss.item()
+        val = None
+        if step % cfg.val_every == 0 and holdout:
+            val = _validate(ema, holdout, cfg, device)
+        if step % cfg.log_every == 0 or val is not None:
+            record: dict[str, Any] = {
+                "step": step, "loss": running / max(1, step % cfg.log_every or cfg.log_every),
+                "lr": lr, "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 1)}
+            if val:
+                record["val_psnr"] = val
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            if step % cfg.log_every == 0:
+                running = 0.0
+        if step % cfg.checkpoint_every == 0:
+            checkpoint()
+            write_model()
+        yield TrainProgress(step, cfg.steps, loss.item(), lr,
+                            elapsed_before + time.perf_counter() - t0, val)
+    checkpoint()
+    write_model()
+    return ema
+
+
+def train_model(
+    config: TrainingConfig | dict | None = None,
+    *,
+    resume: bool = True,
+    progress: Callable[[TrainProgress], Any] | None = None,
+):
+    """Train a denoiser from a :class:`TrainingConfig` (or dict); returns the EMA model.
+
+    The model is written to ``<config.output>/<config.name>.safetensors`` (+ ``.json``), ready for
+    :func:`napari_diffdenoise.load_model`.
+    """
+    if config is None:
+        cfg = TrainingConfig()
+    elif isinstance(config, dict):
+        cfg = TrainingConfig.from_dict(config)
+    else:
+        cfg = config
+    gen = iter_train(cfg, resume=resume)
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(p)

@@ -1,0 +1,148 @@
+"""The public ``denoise`` on the bundled model: shapes, dtypes, overrides, invariants, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_diffdenoise import denoise
+from napari_diffdenoise.intensity import SIGMA_MAX, robust_range
+
+
+def _psnr(a, b, peak=255.0):
+    return 10 * np.log10(peak**2 / np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2))
+
+
+@pytest.fixture(scope="module")
+def clean():
+    yy, xx = np.mgrid[0:96, 0:128]
+    img = 60 + 120 * (((yy // 24) + (xx // 32)) % 2) + 30 * np.sin(xx / 9.0)
+    return img.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def noisy(clean):
+    return clean + np.random.default_rng(0).normal(0, 25, clean.shape).astype(np.float32)
+
+
+def test_denoise_improves_psnr_known_sigma(clean, noisy):
+    out = denoise(noisy, sigma=25)
+    assert out.shape == noisy.shape and out.dtype == np.float32
+    assert _psnr(out, clean) > _psnr(noisy, clean) + 3
+
+
+def test_blind_denoise_runs_the_noise_estimate(clean, noisy):
+    res = denoise(noisy, return_details=True)
+    assert res.report is not None and res.report.kind in ("gaussian", "spatially_variant")
+    assert _psnr(res.image, clean) > _psnr(noisy, clean) + 3
+
+
+def test_integer_input_keeps_dtype_and_is_untouched(clean):
+    img = np.clip(clean + np.random.default_rng(1).normal(0, 15, clean.shape), 0, 255).astype(np.uint8)
+    before = img.copy()
+    out = denoise(img, sigma=15)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    np.testing.assert_array_equal(img, before)
+    assert denoise(img, sigma=15, output_dtype="float32").dtype == np.float32
+
+
+def test_zero_time_map_returns_input_unchanged(noisy):
+    out = denoise(noisy, np.zeros(noisy.shape, np.float32))
+    np.testing.assert_array_equal(out, noisy)
+
+
+def test_time_map_matches_sigma(noisy):
+    scale = robust_range(noisy).scale
+    t = np.full(noisy.shape, 25 / (SIGMA_MAX * scale), np.float32)
+    np.testing.assert_allclose(denoise(noisy, t), denoise(noisy, sigma=25), atol=1e-3)
+
+
+def test_partial_time_map_leaves_zero_region_alone(noisy):
+    t = np.full(noisy.shape, 0.2, np.float32)
+    t[:, :40] = 0
+    out = denoise(noisy, t)
+    np.testing.assert_array_equal(out[:, :40], noisy[:, :40])
+    assert not np.allclose(out[:, 40:], noisy[:, 40:])
+
+
+def test_tiles_agree_with_whole_image(noisy):
+    whole = denoise(noisy, sigma=25)
+    tiled = denoise(noisy, sigma=25, tile_size=64)
+    assert np.abs(whole - tiled).max() < 2.0  # grey levels, out of a 0..255 range
+    assert np.abs(whole - tiled).mean() < 0.1
+
+
+def test_stack_plane_by_plane(noisy):
+    stack = np.stack([noisy, noisy[::-1]])
+    out = denoise(stack, sigma=25)
+    np.testing.assert_allclose(out[0], denoise(noisy, sigma=25), atol=1e-3)
+
+
+def test_stochastic_samples_reproducible_and_uncertainty(noisy):
+    kw = dict(sigma=25, sampler="indi", steps=2, eta=0.5, samples=2)
+    a, sa = denoise(noisy, seed=3, return_std=True, **kw)
+    b, sb = denoise(noisy, seed=3, return_std=True, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert sa.shape == noisy.shape and float(sa.mean()) > 0
+    c = denoise(noisy, seed=4, **kw)
+    assert not np.array_equal(a, c)
+
+
+def test_progress_reports_every_evaluation(noisy):
+    seen = []
+    denoise(noisy, sigma=25, sampler="cold", steps=3, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(sigma=-1), ValueError, ">= 0"),
+    (dict(sigma=np.nan), ValueError, "NaN"),
+    (dict(steps=0), ValueError, "steps"),
+    (dict(sampler="euler"), ValueError, "unknown sampler"),
+    (dict(model="nope"), LookupError, "available"),
+    (dict(device="tpu"), ValueError, "device"),
+    (dict(samples=3), ValueError, "stochastic"),
+    (dict(sigma=5, time_map=np.zeros((96, 128), np.float32)), ValueError, "either"),
+    (dict(time_map=np.full((96, 128), 1.5, np.float32)), ValueError, r"\[0, 1\]"),
+    (dict(time_map=np.zeros((5, 5), np.float32)), ValueError, "does not match"),
+    (dict(sigma=np.ones((3, 3))), ValueError, "does not match"),
+    (dict(model="/no/such/file.safetensors"), OSError, "not found"),
+])
+def test_bad_arguments(noisy, kwargs, exc, match):
+    before = noisy.copy()
+    with pytest.raises(exc, match=match):
+        denoise(noisy, **kwargs)
+    np.testing.assert_array_equal(noisy, before)
+
+
+@pytest.mark.parametrize("image, exc", [
+    (np.zeros((0, 0)), ValueError),
+    (np.zeros(10), ValueError),
+    (np.array([[1.0, np.nan], [0, 1]]), ValueError),
+    (np.ones((8, 8), complex), TypeError),
+    (np.ones((8, 8), object), TypeError),
+    (np.zeros((32, 32, 3), np.uint8), ValueError),
+])
+def test_bad_images(image, exc):
+    with pytest.raises(exc):
+        denoise(image, sigma=5)
+
+
+def test_constant_image_blind():
+    img = np.full((40, 40), 7, np.uint16)
+    out = denoise(img)
+    np.testing.assert_array_equal(out, img)
+
+
+def test_corrupt_model_file(tmp_path, noisy):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(OSError):
+        denoise(noisy, sigma=25, model=bad)
+
+
+def test_cuda_path():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    img = np.random.default_rng(0).normal(100, 20, (128, 128)).astype(np.float32)
+    np.testing.assert_allclose(denoise(img, sigma=20, device="cuda"), denoise(img, sigma=20, device="cpu"), atol=0.05)

@@ -1,0 +1,103 @@
+"""Weight files: safetensors + JSON sidecar round trip, corrupt and mismatched files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from napari_diffdenoise import list_models, load_model
+from napari_diffdenoise.model.unet import TimeUNet, UNetConfig
+from napari_diffdenoise.model.weights import ModelInfo, load_weights, read_info, save_model
+
+TINY = UNetConfig(channels=(8, 16), time_dim=8, time_features=4)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    net = TimeUNet(TINY)
+    info = ModelInfo(name="tiny", architecture=TINY, sigma_max=0.5, description="test")
+    path = save_model(net, tmp_path / "tiny", info)
+    return net, path
+
+
+def test_round_trip(saved):
+    net, path = saved
+    assert path.suffix == ".safetensors" and path.with_suffix(".json").is_file()
+    loaded, info = load_weights(path)
+    assert info.architecture == TINY and info.sigma_max == 0.5 and info.name == "tiny"
+    for (k, a), (_, b) in zip(net.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert not list(path.parent.glob(".*.tmp")), "atomic writes leave no temporary files"
+
+
+def test_half_precision_weights_load_as_float32(tmp_path):
+    net = TimeUNet(TINY)
+    path = save_model(net, tmp_path / "half", ModelInfo("half", TINY, 0.5), half=True)
+    loaded, _ = load_weights(path)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+
+
+def test_pickle_file_is_refused(tmp_path, saved):
+    _, path = saved
+    bad = tmp_path / "pickled.safetensors"
+    torch.save(TimeUNet(TINY).state_dict(), bad)  # a pickle, not safetensors
+    bad.with_suffix(".json").write_text(path.with_suffix(".json").read_text())
+    with pytest.raises(OSError, match="not a valid safetensors"):
+        load_weights(bad)
+
+
+def test_truncated_file(tmp_path, saved):
+    _, path = saved
+    bad = tmp_path / "trunc.safetensors"
+    bad.write_bytes(path.read_bytes()[:200])
+    bad.with_suffix(".json").write_text(path.with_suffix(".json").read_text())
+    with pytest.raises(OSError):
+        load_weights(bad)
+
+
+def test_missing_or_broken_sidecar(tmp_path, saved):
+    _, path = saved
+    lone = tmp_path / "lone.safetensors"
+    lone.write_bytes(path.read_bytes())
+    with pytest.raises(OSError, match="sidecar"):
+        load_weights(lone)
+    lone.with_suffix(".json").write_text("{not json")
+    with pytest.raises(OSError, match="not valid JSON"):
+        load_weights(lone)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["architecture"]["channels"] = [8, 32]
+    lone.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(OSError, match="does not match"):
+        load_weights(lone)
+    meta["format_version"] = 99
+    lone.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(OSError, match="format version"):
+        read_info(lone)
+
+
+def test_unknown_model_name_lists_available():
+    with pytest.raises(LookupError, match="default"):
+        load_model("no-such-model")
+
+
+def test_missing_path():
+    with pytest.raises(OSError, match="not found"):
+        load_model("/nonexistent/model.safetensors")
+
+
+def test_bundled_model_loads_offline():
+    names = list_models()
+    assert {"default", "fast", "quality"} <= set(names)
+    m = load_model("default")
+    assert m.sigma_max > 0 and m.net.parameter_count() > 100_000
+    assert m.path.stat().st_size < 8 * 1024 * 1024, "the bundled model must stay small"
+
+
+def test_user_models_are_listed(tmp_path, monkeypatch, saved):
+    net, path = saved
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(path.parent))
+    assert "tiny" in list_models()
+    m = load_model("tiny")
+    assert m.name == "tiny" and m.sampler == "direct"

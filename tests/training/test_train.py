@@ -1,0 +1,122 @@
+"""Training: the noise synthesis, the config, and a tiny real train-then-denoise run."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_diffdenoise import TrainingConfig, denoise, load_model, train_model
+from napari_diffdenoise.diffusion.impulses import IMPULSE_TIME, fill_missing
+from napari_diffdenoise.training.data import corrupt
+
+
+def _cfg(**kw):
+    return TrainingConfig(**kw)
+
+
+def test_gaussian_corruption_matches_its_time_map():
+    cfg = _cfg(p_gaussian=1, p_spatially_variant=0, p_poisson=0, p_salt_and_pepper=0)
+    x0 = torch.rand(8, 1, 64, 64)
+    y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(0))
+    for i in range(8):
+        expected = float(tau[i].mean()) * cfg.sigma_max
+        assert float((y[i] - x0[i]).std()) == pytest.approx(expected, rel=0.1, abs=2e-3)
+        assert float(tau[i].std()) < 1e-6  # constant σ
+
+
+def test_spatially_variant_corruption_varies_in_space():
+    cfg = _cfg(p_gaussian=0, p_spatially_variant=1, p_poisson=0, p_salt_and_pepper=0,
+               sigma_range=(0.01, 0.3))
+    x0 = torch.full((16, 1, 64, 64), 0.5)
+    y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(1))
+    z = (y - x0) / (tau * cfg.sigma_max).clamp_min(1e-6)
+    assert float(z.std()) == pytest.approx(1.0, rel=0.05)
+    assert float(tau.flatten(1).std(1).max()) > 0.05
+
+
+def test_poisson_corruption_variance_follows_signal():
+    cfg = _cfg(p_gaussian=0, p_spatially_variant=0, p_poisson=1, p_salt_and_pepper=0,
+               read_noise_max=0.0, photons_range=(50, 50))
+    x0 = torch.linspace(0.05, 1, 64).view(1, 1, 1, 64).expand(64, 1, 64, 64).contiguous()
+    y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(2))
+    var = (y - x0).pow(2).mean((0, 1, 2))
+    torch.testing.assert_close(var, x0[0, 0, 0] / 50, rtol=0.15, atol=2e-4)
+    torch.testing.assert_close(tau[0, 0, 0], torch.sqrt(x0[0, 0, 0] / 50) / cfg.sigma_max)
+
+
+def test_impulses_are_filled_and_get_their_own_time():
+    cfg = _cfg(p_gaussian=0, p_spatially_variant=0, p_poisson=0, p_salt_and_pepper=1,
+               impulse_range=(0.3, 0.3))
+    x0 = torch.full((4, 1, 32, 32), 0.5)
+    y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(3))
+    hit = tau == IMPULSE_TIME
+    assert 0.2 < float(hit.float().mean()) < 0.4
+    assert float(y.min()) > 0.2 and float(y.max()) < 0.8  # no 0/1 impulses left
+
+
+def test_fill_missing_interpolates_from_neighbours():
+    y = torch.full((1, 1, 16, 16), 0.25)
+    miss = torch.zeros_like(y, dtype=torch.bool)
+    miss[..., 4:12, 4:12] = True
+    y[miss] = 1.0
+    out = fill_missing(y, miss)
+    torch.testing.assert_close(out, torch.full_like(y, 0.25))
+
+
+@pytest.mark.parametrize("kw", [dict(steps=0), dict(patch_size=20), dict(sigma_range=(0.1, 0.9)),
+                                dict(p_gaussian=-1)])
+def test_bad_config(kw):
+    with pytest.raises(ValueError):
+        TrainingConfig(**kw)
+
+
+def test_unknown_config_key():
+    with pytest.raises(ValueError, match="unknown"):
+        TrainingConfig.from_dict({"stepz": 3})
+
+
+def test_missing_training_folder(tmp_path):
+    cfg = TrainingConfig(output=str(tmp_path / "out"), train_dir=str(tmp_path / "none"),
+                         steps=2, synthetic_images=0)
+    with pytest.raises(OSError, match="not found"):
+        train_model(cfg)
+
+
+@pytest.mark.slow
+def test_tiny_train_then_denoise(tmp_path):
+    from skimage import data, io
+
+    cam = data.camera()
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    for i, (r, c) in enumerate([(0, 0), (0, 256), (256, 0), (256, 256)]):
+        io.imsave(train_dir / f"{i}.png", cam[r : r + 192, c : c + 192], check_contrast=False)
+    cfg = TrainingConfig(
+        name="tiny", output=str(tmp_path / "run"), train_dir=str(train_dir), holdout=1,
+        channels=(16, 32), steps=120, batch_size=8, patch_size=32, lr=2e-3, warmup_steps=10,
+        synthetic_images=0, p_gaussian=1, p_spatially_variant=0, p_poisson=0,
+        p_salt_and_pepper=0, sigma_range=(0.1, 0.2), log_every=20, val_every=60,
+        checkpoint_every=60, seed=0)
+    seen = []
+    train_model(cfg, progress=seen.append)
+    assert [p.step for p in seen] == list(range(1, 121))
+    assert seen[-1].loss < seen[0].loss
+    assert any(p.val_psnr for p in seen)
+    model_path = tmp_path / "run" / "tiny.safetensors"
+    meta = json.loads(model_path.with_suffix(".json").read_text())
+    assert meta["training"]["steps"] == 120 and meta["sigma_max"] == cfg.sigma_max
+
+    clean = cam[400:496, 100:228].astype(np.float32)
+    noisy = clean + np.random.default_rng(0).normal(0, 40, clean.shape).astype(np.float32)
+    out = denoise(noisy, sigma=40, model=model_path)
+    mse = lambda a: np.mean((a - clean) ** 2)  # noqa: E731
+    assert mse(out) < 0.6 * mse(noisy)
+    assert load_model(str(model_path)).name == "tiny"
+
+    # resuming continues from the checkpoint instead of starting again
+    cfg2 = TrainingConfig.from_dict({**cfg.to_dict(), "steps": 130})
+    more = []
+    train_model(cfg2, progress=more.append)
+    assert [p.step for p in more] == list(range(121, 131))
