@@ -74,7 +74,11 @@ def test_tiles_agree_with_whole_image(noisy):
 def test_stack_plane_by_plane(noisy):
     stack = np.stack([noisy, noisy[::-1]])
     out = denoise(stack, sigma=25)
-    np.testing.assert_allclose(out[0], denoise(noisy, sigma=25), atol=1e-3)
+    assert out.shape == stack.shape
+    # the stack shares one robust intensity range, estimated from both planes: a hair different
+    # from the single plane's, hence the small tolerance (grey levels out of 0..255)
+    np.testing.assert_allclose(out[0], denoise(noisy, sigma=25), atol=0.25)
+    np.testing.assert_allclose(out[1], denoise(noisy[::-1], sigma=25), atol=0.25)
 
 
 def test_stochastic_samples_reproducible_and_uncertainty(noisy):

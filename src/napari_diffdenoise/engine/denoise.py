@@ -191,7 +191,8 @@ def iter_denoise(
     planes_shape = arr.shape[:-2]
     n_planes = int(np.prod(planes_shape)) if planes_shape else 1
     h, w = arr.shape[-2:]
-    tiles = list(tile_slices((h, w), tile_size, TILE_OVERLAP))
+    overlap = min(TILE_OVERLAP, tile_size // 4)
+    tiles = list(tile_slices((h, w), tile_size, overlap))
     total = n_planes * len(tiles) * ensemble * samples * steps
     done = 0
     flat = arr.reshape((n_planes, h, w))
@@ -241,7 +242,7 @@ def iter_denoise(
                 est /= ensemble
                 tile_sum += est
                 tile_sq += est**2
-            wgt = blend_weight(th, tw, TILE_OVERLAP if len(tiles) > 1 else 0)
+            wgt = blend_weight(th, tw, overlap if len(tiles) > 1 else 0)
             mean = (tile_sum / samples).numpy()
             acc[rs, cs] += wgt * mean
             wsum[rs, cs] += wgt
@@ -253,6 +254,10 @@ def iter_denoise(
             std_out[i] = (acc2 / wsum).astype(np.float32)
 
     result = rng.denormalise(out).reshape(arr.shape)
+    # τ = 0 means "leave this pixel alone": copy it exactly (no normalisation round-off)
+    untouched = tau_out.reshape(arr.shape) <= 0
+    if untouched.any():
+        result = np.where(untouched, arr.astype(np.float32), result)
     result = _cast(result, arr.dtype if output_dtype is None else output_dtype)
     std = None if std_out is None else (std_out * np.float32(rng.scale)).reshape(arr.shape)
     return DenoiseResult(result, std, tau_out.reshape(arr.shape), report)

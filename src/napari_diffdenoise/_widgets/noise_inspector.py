@@ -1,0 +1,456 @@
+"""The "Noise inspector" dock widget: what noise is in this image, how strong, and where.
+
+A thin Qt skin over the public API. Everything this widget shows or adds to the viewer comes
+from :func:`napari_diffdenoise.estimate_noise` (run in a ``thread_worker``), the returned
+:class:`~napari_diffdenoise.NoiseReport` and :func:`napari_diffdenoise.time_map_to_levels`;
+``docs/inspector.md`` has the console recipe that reproduces it step by step.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtGui import QFont
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._combo import disconnect_all, refill, select_text
+from ._layers import (
+    add_sigma_map_layer,
+    add_time_map_layer,
+    image_plane_index,
+    layer_array,
+    shapes_to_mask,
+)
+from ._plots import NoisePlotCanvas
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    import napari.layers
+    from napari.qt.threading import FunctionWorker
+
+    from napari_diffdenoise.noise.report import NoiseReport
+
+__all__ = ["NoiseInspectorWidget"]
+
+NO_ROI = "none"
+SCOPE_SLICE = "slice"
+SCOPE_STACK = "stack"
+_SCOPE_LABELS = {SCOPE_SLICE: "current slice", SCOPE_STACK: "whole stack"}
+_MAX_LEVELS = 4095
+_LAYER_EVENTS = ("inserted", "removed", "moved", "reordered", "renamed")
+
+
+def _estimate(data: Any, roi: np.ndarray | None) -> NoiseReport:
+    """Worker body: the public API call, nothing else."""
+    from napari_diffdenoise import estimate_noise
+
+    return estimate_noise(data, roi=roi)
+
+
+class NoiseInspectorWidget(QWidget):
+    """Estimate the noise of an image layer and turn it into a σ map or a paintable time map.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer whose Image (and Shapes, for a region of interest) layers are offered.
+
+    Attributes
+    ----------
+    report : NoiseReport or None
+        The last estimate (``None`` before the first one or after an error).
+    worker : FunctionWorker or None
+        The worker of the last :meth:`inspect` call.
+    last_error : str or None
+        The message of the last error shown in the status line.
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from napari_diffdenoise.noise.timemap import DEFAULT_TIME_LEVELS
+
+        self.viewer = napari_viewer
+        self.report: NoiseReport | None = None
+        self.worker: FunctionWorker | None = None
+        self.last_error: str | None = None
+        self._report_source: Any = None  # unique_id of the inspected layer
+        self._report_meta: dict[str, Any] = {}
+
+        # --- input ---------------------------------------------------------------------------
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("Image layer to inspect (single channel, 2D or nD)")
+        self.roi_combo = QComboBox()
+        self.roi_combo.setToolTip(
+            "Optional Shapes layer: only pixels inside its shapes are used for the estimate"
+        )
+        self.scope_combo = QComboBox()
+        for key, label in _SCOPE_LABELS.items():
+            self.scope_combo.addItem(label, key)
+        self.scope_combo.setToolTip(
+            "nD images: inspect the plane on screen, or a sample of planes of the whole stack"
+        )
+        self.inspect_button = QPushButton("Inspect")
+        self.inspect_button.setToolTip("Estimate the noise type and level (runs in the background)")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)  # busy indicator
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(8)
+        self.progress.setVisible(False)
+        self.status_label = QLabel("Pick an image and press Inspect.")
+        self.status_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("ROI (shapes)", self.roi_combo)
+        form.addRow("scope", self.scope_combo)
+
+        # --- results -------------------------------------------------------------------------
+        self.result_text = QPlainTextEdit()
+        self.result_text.setReadOnly(True)
+        self.result_text.setPlaceholderText("verdict, scores and noise parameters appear here")
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.StyleHint.TypeWriter)
+        mono.setPointSize(8)
+        self.result_text.setFont(mono)
+        self.result_text.setMaximumHeight(170)
+        self.canvas = NoisePlotCanvas(self)
+        self.canvas.setMinimumHeight(300)
+
+        # --- outputs -------------------------------------------------------------------------
+        self.sigma_max_spin = QDoubleSpinBox()
+        self.sigma_max_spin.setDecimals(4)
+        self.sigma_max_spin.setRange(0.0, 1e12)
+        self.sigma_max_spin.setToolTip(
+            "Noise level (image units) that time t = 1 stands for; set from the report"
+        )
+        self.levels_spin = QSpinBox()
+        self.levels_spin.setRange(1, _MAX_LEVELS)
+        self.levels_spin.setValue(int(DEFAULT_TIME_LEVELS))
+        self.levels_spin.setToolTip("Time-map label L stands for t = L / levels")
+        self.sigma_map_button = QPushButton("Add σ map")
+        self.sigma_map_button.setToolTip("Add the per-pixel noise level as an Image layer")
+        self.time_map_button = QPushButton("Create time map")
+        self.time_map_button.setToolTip(
+            "Add a paintable Labels layer, label = round(t · levels), t = σ / σ_max"
+        )
+        out_form = QFormLayout()
+        out_form.addRow("σ_max (image units)", self.sigma_max_spin)
+        out_form.addRow("time levels", self.levels_spin)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.sigma_map_button)
+        buttons.addWidget(self.time_map_button)
+        out_box = QGroupBox("σ map and time map")
+        out_layout = QVBoxLayout(out_box)
+        out_layout.addLayout(out_form)
+        out_layout.addLayout(buttons)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.inspect_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.result_text)
+        layout.addWidget(self.canvas)
+        layout.addWidget(out_box)
+        layout.addStretch(1)
+
+        self.inspect_button.clicked.connect(self._on_inspect_clicked)
+        self.sigma_map_button.clicked.connect(self._on_sigma_map_clicked)
+        self.time_map_button.clicked.connect(self._on_time_map_clicked)
+        self.image_combo.currentIndexChanged.connect(self._update_scope_enabled)
+        self.sigma_max_spin.valueChanged.connect(self._replot)
+        self._set_outputs_enabled(False)
+
+        events = self.viewer.layers.events
+        for name in _LAYER_EVENTS:
+            getattr(events, name).connect(self.reset_choices)
+        callbacks = [(getattr(events, n), self.reset_choices) for n in _LAYER_EVENTS]
+        active = self.viewer.layers.selection.events.active
+        active.connect(self._follow_active_layer)
+        callbacks.append((active, self._follow_active_layer))
+        self.destroyed.connect(lambda *_: disconnect_all(callbacks))
+        self.reset_choices()
+
+    # ------------------------------------------------------------------ layer pickers
+    def reset_choices(self, event: Any = None) -> None:
+        """Refresh the image and ROI pickers from ``viewer.layers`` (keeps the current choice).
+
+        Items are tracked by the layers' ``unique_id``, so a renamed layer stays selected.
+        """
+        from napari.layers import Image, Shapes
+
+        layers = list(self.viewer.layers)
+        images = [(lay.name, lay.unique_id) for lay in layers if isinstance(lay, Image)]
+        shapes = [(lay.name, lay.unique_id) for lay in layers if isinstance(lay, Shapes)]
+        current = self.image_combo.currentData()
+        if current not in [uid for _, uid in images]:
+            active = self.viewer.layers.selection.active
+            if isinstance(active, Image):
+                current = active.unique_id
+            elif images:
+                current = images[-1][1]
+        refill(self.image_combo, images, current)
+        refill(self.roi_combo, [(NO_ROI, None), *shapes], self.roi_combo.currentData())
+        self._update_scope_enabled()
+
+    def _follow_active_layer(self, event: Any = None) -> None:
+        """Pick the layer the user selects in the layer list, if it is an image to inspect.
+
+        Layers this widget made (σ maps carry ``metadata["source"]``) are not followed, so that
+        adding a σ map does not retarget the next inspection.
+        """
+        from napari.layers import Image
+
+        layer = self.viewer.layers.selection.active
+        if isinstance(layer, Image) and "source" not in layer.metadata:
+            index = self.image_combo.findData(layer.unique_id)
+            if index >= 0:
+                self.image_combo.setCurrentIndex(index)
+
+    @property
+    def image_layer(self) -> napari.layers.Image | None:
+        """The selected Image layer (``None`` when the viewer has none)."""
+        uid = self.image_combo.currentData()
+        return None if uid is None else self._layer_by_id(uid)
+
+    def set_image_layer(self, layer: napari.layers.Image | str) -> None:
+        """Select the image to inspect by layer or layer name."""
+        select_text(self.image_combo, layer if isinstance(layer, str) else layer.name)
+
+    @property
+    def roi_layer(self) -> napari.layers.Shapes | None:
+        """The Shapes layer used as region of interest, or ``None``."""
+        uid = self.roi_combo.currentData()
+        return None if uid is None else self._layer_by_id(uid)
+
+    def set_roi_layer(self, layer: napari.layers.Shapes | str | None) -> None:
+        """Use the shapes of ``layer`` as region of interest; ``None`` for the whole plane."""
+        name = NO_ROI if layer is None else layer if isinstance(layer, str) else layer.name
+        select_text(self.roi_combo, name)
+
+    @property
+    def scope(self) -> str:
+        """``"slice"`` (the plane on screen) or ``"stack"`` (a sample of planes of the stack)."""
+        return str(self.scope_combo.currentData())
+
+    def set_scope(self, scope: str) -> None:
+        """Set the scope for nD images: ``"slice"`` or ``"stack"``."""
+        if scope not in _SCOPE_LABELS:
+            raise ValueError(f"scope must be one of {sorted(_SCOPE_LABELS)}, got {scope!r}")
+        self.scope_combo.setCurrentIndex(self.scope_combo.findData(scope))
+
+    def _update_scope_enabled(self, *_: Any) -> None:
+        layer = self.image_layer
+        nd = layer is not None and not layer.rgb and layer_array(layer).ndim > 2
+        self.scope_combo.setEnabled(bool(nd))
+
+    # ------------------------------------------------------------------ inspection
+    def _gather(self) -> tuple[napari.layers.Image, Any, np.ndarray | None, dict[str, Any]]:
+        """The data, ROI and provenance of the next estimate (raises ValueError on bad input)."""
+        layer = self.image_layer
+        if layer is None:
+            raise ValueError("no image layer: open an image (or File > Open Sample) first")
+        if layer.rgb:
+            raise ValueError(
+                f"{layer.name!r} is an RGB(A) image; the noise inspector needs one channel "
+                "(right-click the layer > Split RGB)"
+            )
+        data = layer_array(layer)
+        meta: dict[str, Any] = {"scope": SCOPE_STACK if data.ndim == 2 else self.scope}
+        if data.ndim > 2 and self.scope == SCOPE_SLICE:
+            plane = image_plane_index(self.viewer, layer)
+            data = data[plane]
+            meta["plane"] = plane
+        roi_layer = self.roi_layer
+        roi = None if roi_layer is None else shapes_to_mask(roi_layer, layer)
+        if roi_layer is not None:
+            meta["roi"] = roi_layer.name
+        return layer, data, roi, meta
+
+    def inspect(self, *, start: bool = True) -> FunctionWorker | None:
+        """Estimate the noise of the selected image in a background thread.
+
+        Returns the worker (already started unless ``start=False``: tests connect to its
+        ``returned``/``finished`` signals first, then call ``worker.start()``), or ``None`` when
+        the input is rejected before any work starts (the reason is in :attr:`last_error`).
+        """
+        if self.worker is not None and self.worker.is_running:
+            self._show_status("An estimate is already running.")
+            return None
+        try:
+            layer, data, roi, meta = self._gather()
+        except (ValueError, TypeError) as exc:
+            self._show_error(exc, notify=True)
+            return None
+        from napari.qt.threading import create_worker
+
+        self.report = None
+        self.last_error = None
+        self._set_outputs_enabled(False)
+        source = layer.unique_id
+        worker = create_worker(
+            _estimate,
+            data,
+            roi,
+            _start_thread=False,
+            _connect={
+                "returned": lambda report: self._on_returned(report, source, meta),
+                "errored": self._on_errored,
+                "finished": self._on_finished,
+            },
+        )
+        self.worker = worker
+        self.inspect_button.setEnabled(False)
+        self.progress.setVisible(True)
+        where = f" plane {meta['plane']}" if "plane" in meta else ""
+        self._show_status(f"Inspecting {layer.name!r}{where}…")
+        if start:
+            worker.start()
+        return worker
+
+    run = inspect
+
+    def _on_inspect_clicked(self, *_: Any) -> None:
+        self.inspect()
+
+    def _on_returned(self, report: NoiseReport, source: Any, meta: dict) -> None:
+        self.report = report
+        self._report_source = source
+        self._report_meta = dict(meta)
+        layer = self._layer_by_id(source)
+        name = layer.name if layer is not None else "(removed layer)"
+        where = f", plane {meta['plane']}" if "plane" in meta else ""
+        roi = f", ROI {meta['roi']!r}" if "roi" in meta else ""
+        header = f"image: {name}{where}{roi}"
+        fit = (
+            f"σ = {report.sigma:.4g}, gain = {report.gain:.4g}, "
+            f"baseline variance = {report.baseline_variance:.4g}, "
+            f"impulse fraction = {report.impulse_fraction:.2%} (image units)"
+        )
+        self.result_text.setPlainText("\n".join([header, report.summary(), fit]))
+        self.sigma_max_spin.blockSignals(True)
+        self.sigma_max_spin.setValue(float(report.sigma_max_default))
+        self.sigma_max_spin.blockSignals(False)
+        self._replot()
+        self._set_outputs_enabled(True)
+        self._show_status(
+            f"{name}: {report.kind.replace('_', ' ')} noise "
+            f"(confidence {report.confidence:.0%})."
+        )
+        self.viewer.update_console({"noise_report": report})
+
+    def _on_errored(self, exc: BaseException) -> None:
+        # napari's worker already relays the exception to the notification manager
+        self.report = None
+        self._set_outputs_enabled(False)
+        self._show_error(exc, notify=False)
+
+    def _on_finished(self) -> None:
+        self.inspect_button.setEnabled(True)
+        self.progress.setVisible(False)
+
+    def _replot(self, *_: Any) -> None:
+        if self.report is not None:
+            self.canvas.plot_report(self.report, sigma_max=self.sigma_max)
+
+    # ------------------------------------------------------------------ outputs
+    @property
+    def sigma_max(self) -> float:
+        """σ_max in image units used for the time map (set from the report, editable)."""
+        return float(self.sigma_max_spin.value())
+
+    def set_sigma_max(self, value: float) -> None:
+        self.sigma_max_spin.setValue(float(value))
+
+    @property
+    def time_levels(self) -> int:
+        return int(self.levels_spin.value())
+
+    def set_time_levels(self, levels: int) -> None:
+        self.levels_spin.setValue(int(levels))
+
+    def _layer_by_id(self, unique_id: Any) -> napari.layers.Image | None:
+        """The layer with ``unique_id`` (layers are proxies here, so identity does not work)."""
+        for layer in self.viewer.layers:
+            if layer.unique_id == unique_id:
+                return layer
+        return None
+
+    def _report_layer(self) -> napari.layers.Image:
+        if self.report is None:
+            raise ValueError("no noise report yet: press Inspect first")
+        layer = self._layer_by_id(self._report_source)
+        if layer is None:
+            raise ValueError("the inspected image layer was removed; inspect an image again")
+        return layer
+
+    def add_sigma_map_layer(self) -> napari.layers.Image:
+        """Add the report's σ map (image units) as an Image layer over the inspected image."""
+        layer = self._report_layer()
+        assert self.report is not None
+        return add_sigma_map_layer(
+            self.viewer, self.report.sigma_map, layer, metadata=dict(self._report_meta)
+        )
+
+    def add_time_map_layer(self) -> napari.layers.Labels:
+        """Add the time map as a paintable Labels layer (label L means t = L / levels)."""
+        from napari_diffdenoise import time_map_to_levels
+
+        layer = self._report_layer()
+        assert self.report is not None
+        sigma_max = self.sigma_max
+        if not sigma_max > 0:
+            raise ValueError("σ_max must be positive")
+        levels = self.time_levels
+        t = self.report.time_map(sigma_max=sigma_max)
+        return add_time_map_layer(
+            self.viewer,
+            time_map_to_levels(t, levels=levels),
+            layer,
+            levels=levels,
+            sigma_max=sigma_max,
+            metadata=dict(self._report_meta),
+        )
+
+    def _on_sigma_map_clicked(self, *_: Any) -> None:
+        try:
+            self.add_sigma_map_layer()
+        except (ValueError, TypeError) as exc:
+            self._show_error(exc, notify=True)
+
+    def _on_time_map_clicked(self, *_: Any) -> None:
+        try:
+            self.add_time_map_layer()
+        except (ValueError, TypeError) as exc:
+            self._show_error(exc, notify=True)
+
+    # ------------------------------------------------------------------ status
+    def _set_outputs_enabled(self, enabled: bool) -> None:
+        for w in (self.sigma_map_button, self.time_map_button):
+            w.setEnabled(enabled)
+
+    def _show_status(self, text: str) -> None:
+        self.status_label.setStyleSheet("")
+        self.status_label.setText(text)
+
+    def _show_error(self, exc: BaseException, *, notify: bool) -> None:
+        self.last_error = str(exc)
+        self.status_label.setStyleSheet("color: #ff6b6b;")
+        self.status_label.setText(f"Error: {exc}")
+        if notify:
+            from napari.utils.notifications import show_error
+
+            show_error(f"Noise inspector: {exc}")

@@ -1,0 +1,67 @@
+"""Sample data: every sample opens through the manifest and carries the advertised noise."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_diffdenoise import _sample_data, estimate_noise
+
+PLUGIN = "napari-diffdenoise"
+SAMPLES = {
+    # key: (function, dtype, add_noise kind, acceptable verdicts of estimate_noise)
+    "gaussian": (_sample_data.gaussian_sample, np.uint8, "gaussian", {"gaussian"}),
+    "poisson": (_sample_data.poisson_sample, np.uint16, "poisson_gaussian", {"poisson"}),
+    "salt_and_pepper": (
+        _sample_data.salt_and_pepper_sample,
+        np.uint8,
+        "salt_and_pepper",
+        {"salt_and_pepper"},
+    ),
+    "spatially_variant": (
+        _sample_data.spatially_variant_sample,
+        np.float32,
+        "spatially_variant",
+        {"spatially_variant"},
+    ),
+}
+
+
+@pytest.mark.parametrize("key", list(SAMPLES))
+def test_sample_noise_kind(key):
+    func, dtype, noise_kind, kinds = SAMPLES[key]
+    t0 = time.perf_counter()
+    (clean, clean_kw, clean_type), (noisy, noisy_kw, noisy_type) = func()
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 2.0  # target < 0.5 s; loose for a loaded CI machine
+    assert clean_type == noisy_type == "image"
+    assert clean.shape == noisy.shape == _sample_data.SAMPLE_SHAPE
+    assert clean.dtype == noisy.dtype == dtype
+    assert noisy_kw["name"].endswith("(noisy)") and clean_kw["name"].endswith("(clean)")
+    assert noisy_kw["metadata"]["noise"]["kind"] == noise_kind
+    assert not clean_kw["visible"]
+    assert not np.array_equal(clean, noisy)
+    report = estimate_noise(noisy)
+    assert report.kind in kinds, report.summary()
+
+
+def test_samples_are_reproducible():
+    a = _sample_data.gaussian_sample()[1][0]
+    b = _sample_data.gaussian_sample()[1][0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_every_sample_opens_from_the_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    for key, (_func, dtype, _noise, _kinds) in SAMPLES.items():
+        layers = viewer.open_sample(PLUGIN, key)
+        assert len(layers) == 2
+        clean, noisy = layers
+        assert noisy.data.dtype == dtype
+        assert noisy.name.endswith("(noisy)")
+        assert clean.name.endswith("(clean)") and not clean.visible
+        assert viewer.layers.selection.active is noisy
+    assert len(viewer.layers) == 2 * len(SAMPLES)
+    camera = viewer.layers["blobs poisson (noisy)"]
+    np.testing.assert_allclose(camera.scale, (_sample_data.CAMERA_PIXEL_SIZE,) * 2)

@@ -1,0 +1,121 @@
+"""The Denoiser dock widget, opened through the plugin manifest in a real viewer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_diffdenoise import add_noise, denoise, synthetic_fluorescence
+
+PLUGIN = "napari-diffdenoise"
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def widget(viewer):
+    from napari_diffdenoise._widgets.denoiser import DenoiserWidget
+
+    _dock, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoiser")
+    assert isinstance(w, DenoiserWidget)
+    return w
+
+
+def _noisy(shape=(96, 96), sigma=20.0, seed=0):
+    clean = (20 + 200 * synthetic_fluorescence(shape, kind="cells", seed=seed)).astype(np.float32)
+    return clean, add_noise(clean, "gaussian", sigma=sigma, seed=seed)
+
+
+def _run(qtbot, widget):
+    worker = widget.run(start=False)
+    assert worker is not None, widget.last_error
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    return worker
+
+
+def test_denoise_with_sigma_adds_layer_matching_api(qtbot, viewer, widget):
+    clean, noisy = _noisy()
+    before = noisy.copy()
+    layer = viewer.add_image(noisy, name="noisy", scale=(0.5, 0.5))
+    widget.set_image_layer(layer)
+    widget.set_noise_source(20.0)
+    progress = []
+    worker = widget.run(start=False)
+    worker.yielded.connect(progress.append)
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    assert widget.last_error is None
+    out = viewer.layers["noisy denoised"]
+    np.testing.assert_allclose(out.data, denoise(noisy, sigma=20.0), atol=1e-4)
+    assert tuple(out.scale) == (0.5, 0.5)
+    assert progress and progress[-1][0] == progress[-1][1]
+    np.testing.assert_array_equal(layer.data, before)
+    assert np.mean((out.data - clean) ** 2) < np.mean((noisy - clean) ** 2) / 2
+
+
+def test_blind_and_painted_time_map(qtbot, viewer, widget):
+    _, noisy = _noisy(seed=1)
+    layer = viewer.add_image(noisy, name="img")
+    levels = np.full(noisy.shape, 40, np.uint8)
+    levels[:, :30] = 0  # painted "leave alone"
+    viewer.add_labels(levels, name="tm", metadata={"time_levels": 255, "sigma_max": 100.0})
+    widget.set_image_layer(layer)
+    widget.set_noise_source("tm")
+    _run(qtbot, widget)
+    out = viewer.layers["img denoised"].data
+    np.testing.assert_array_equal(out[:, :30], noisy[:, :30])
+    assert not np.allclose(out[:, 30:], noisy[:, 30:])
+
+    widget.set_noise_source("estimate")
+    _run(qtbot, widget)
+    assert widget.result.report is not None
+
+
+def test_stochastic_run_adds_uncertainty(qtbot, viewer, widget):
+    _, noisy = _noisy(shape=(64, 64), seed=2)
+    viewer.add_image(noisy, name="s")
+    widget.set_noise_source(20.0)
+    widget.set_parameters(sampler="indi", steps=2, eta=0.5, samples=2, seed=1)
+    _run(qtbot, widget)
+    unc = viewer.layers["s uncertainty"]
+    assert unc.data.shape == noisy.shape and float(unc.data.mean()) > 0
+
+
+def test_current_slice_of_a_stack(qtbot, viewer, widget):
+    _, noisy = _noisy(shape=(64, 64), seed=3)
+    stack = np.stack([noisy, noisy * 0.5, noisy * 2])
+    viewer.add_image(stack, name="stack")
+    viewer.dims.set_current_step(0, 2)
+    widget.set_noise_source(20.0)
+    widget.set_parameters(scope="slice")
+    _run(qtbot, widget)
+    out = viewer.layers["stack denoised (plane (2,))"].data
+    assert out.shape == noisy.shape
+    np.testing.assert_allclose(out, denoise(stack[2], sigma=20.0), atol=1e-4)
+
+
+def test_cancel_adds_nothing(qtbot, viewer, widget):
+    _, noisy = _noisy(shape=(64, 64), seed=4)
+    viewer.add_image(noisy, name="c")
+    widget.set_noise_source(20.0)
+    widget.set_parameters(sampler="cold", steps=50)
+    n_layers = len(viewer.layers)
+    worker = widget.run(start=False)
+    worker.yielded.connect(lambda v: widget.cancel())
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    assert len(viewer.layers) == n_layers
+    assert widget.result is None
+    assert "Cancelled" in widget.status_label.text()
+
+
+def test_bad_input_shows_error(viewer, widget):
+    assert widget.run() is None  # no image at all
+    assert "no image" in widget.last_error
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb", rgb=True)
+    assert widget.run() is None
+    assert "RGB" in widget.last_error

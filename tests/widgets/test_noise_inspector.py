@@ -1,0 +1,287 @@
+"""The Noise inspector dock widget, opened through the plugin manifest in a real viewer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_diffdenoise import (
+    add_noise,
+    levels_to_time_map,
+    synthetic_fluorescence,
+)
+
+PLUGIN = "napari-diffdenoise"
+WIDGET = "Noise inspector"
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def inspector(viewer):
+    from napari_diffdenoise._widgets.noise_inspector import NoiseInspectorWidget
+
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    assert isinstance(widget, NoiseInspectorWidget)
+    return widget
+
+
+def run_inspection(qtbot, widget):
+    """Start an estimate and wait for its worker; returns the report."""
+    worker = widget.inspect(start=False)
+    assert worker is not None, widget.last_error
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    assert widget.report is not None, widget.last_error
+    return widget.report
+
+
+def clean_image(shape=(160, 160), seed=0, scale=200.0, offset=20.0):
+    return (offset + scale * synthetic_fluorescence(shape, kind="cells", seed=seed)).astype(
+        np.float32
+    )
+
+
+def test_pickers_follow_viewer_layers(viewer, inspector):
+    assert inspector.image_layer is None
+    assert not inspector.sigma_map_button.isEnabled()
+    assert not inspector.time_map_button.isEnabled()
+
+    a = viewer.add_image(np.zeros((32, 32), np.float32), name="a")
+    assert inspector.image_layer == a
+    b = viewer.add_image(np.zeros((4, 32, 32), np.float32), name="b")
+    items = [inspector.image_combo.itemText(i) for i in range(inspector.image_combo.count())]
+    assert items == ["a", "b"]
+    assert inspector.image_layer == b  # follows the layer the user selects
+    assert inspector.scope_combo.isEnabled()
+    viewer.layers.selection.active = a
+    assert inspector.image_layer == a
+    assert not inspector.scope_combo.isEnabled()
+    inspector.set_image_layer(b)
+    assert inspector.scope_combo.isEnabled()
+
+    viewer.add_image(np.zeros((32, 32), np.float32), name="c")  # now the active layer
+    assert inspector.image_layer.name == "c"
+    inspector.set_image_layer("b")  # the user's pick in the combo box
+    b.name = "renamed"
+    assert inspector.image_combo.currentText() == "renamed"
+    assert inspector.image_layer == b
+
+    shapes = viewer.add_shapes(name="roi")
+    viewer.add_labels(np.zeros((32, 32), np.uint8), name="not an image")
+    rois = [inspector.roi_combo.itemText(i) for i in range(inspector.roi_combo.count())]
+    assert rois == ["none", "roi"]
+    assert "not an image" not in [
+        inspector.image_combo.itemText(i) for i in range(inspector.image_combo.count())
+    ]
+    inspector.set_roi_layer(shapes)
+    assert inspector.roi_layer == shapes
+    viewer.layers.remove(shapes)
+    assert inspector.roi_layer is None
+
+    viewer.layers.remove(b)
+    assert inspector.image_layer.name in ("a", "c")
+    with pytest.raises(ValueError, match="scope"):
+        inspector.set_scope("everything")
+
+
+def test_gaussian_verdict_sigma_map_and_time_map(qtbot, viewer, inspector):
+    from napari.layers import Image, Labels
+    from napari.utils.colormaps import DirectLabelColormap
+
+    sigma = 12.0
+    noisy = add_noise(clean_image(), "gaussian", sigma=sigma, seed=1)
+    original = noisy.copy()
+    layer = viewer.add_image(
+        noisy, name="gauss", scale=(0.5, 0.5), translate=(10.0, 5.0), units=("µm", "µm")
+    )
+
+    report = run_inspection(qtbot, inspector)
+    assert report.kind == "gaussian"
+    assert report.sigma == pytest.approx(sigma, rel=0.1)
+    text = inspector.result_text.toPlainText()
+    assert "gauss" in text and "gaussian" in text
+    assert inspector.sigma_map_button.isEnabled() and inspector.time_map_button.isEnabled()
+    assert inspector.inspect_button.isEnabled() and not inspector.progress.isVisible()
+    assert inspector.sigma_max == pytest.approx(report.sigma_max_default, rel=1e-3)
+    # the figure shows the measured points, the fitted curve and the σ histogram
+    assert inspector.canvas.ax_curve.collections and inspector.canvas.ax_curve.lines
+    assert inspector.canvas.ax_hist.patches
+
+    smap = inspector.add_sigma_map_layer()
+    assert inspector.image_layer == layer  # the new σ map does not become the target
+    assert isinstance(smap, Image)
+    assert smap.name == "gauss σ map"
+    assert smap.data.shape == noisy.shape and smap.data.dtype == np.float32
+    np.testing.assert_allclose(smap.scale, layer.scale)
+    np.testing.assert_allclose(smap.translate, layer.translate)
+    assert tuple(smap.units) == tuple(layer.units)
+    assert np.median(smap.data) == pytest.approx(sigma, rel=0.2)
+
+    tmap = inspector.add_time_map_layer()
+    assert isinstance(tmap, Labels)
+    assert tmap.name == "gauss time map"
+    assert tmap.data.shape == noisy.shape and tmap.data.dtype == np.uint8
+    assert tmap.metadata["time_levels"] == 255
+    assert tmap.metadata["sigma_max"] == pytest.approx(inspector.sigma_max)
+    assert tmap.metadata["source"] == "gauss"
+    np.testing.assert_allclose(tmap.scale, layer.scale)
+    assert tuple(tmap.units) == tuple(layer.units)
+    expected_t = report.time_map(sigma_max=inspector.sigma_max)
+    np.testing.assert_allclose(
+        levels_to_time_map(tmap.data, levels=255), expected_t, atol=0.5 / 255 + 1e-6
+    )
+    # a continuous colormap: level 0 transparent, level L = viridis(L / 255)
+    cmap = tmap.colormap
+    assert isinstance(cmap, DirectLabelColormap)
+    assert cmap.color_dict[0][3] == 0
+    from matplotlib import colormaps
+
+    np.testing.assert_allclose(cmap.color_dict[255], colormaps["viridis"](1.0), atol=1e-6)
+    np.testing.assert_allclose(cmap.color_dict[128], colormaps["viridis"](128 / 255), atol=1e-6)
+
+    # paint from code, as a user would with the brush
+    tmap.brush_size = 1
+    tmap.paint((20, 30), 200)
+    assert tmap.data[20, 30] == 200
+    assert levels_to_time_map(tmap.data, levels=255)[20, 30] == pytest.approx(200 / 255)
+
+    # a custom σ_max and level count are honoured
+    inspector.set_sigma_max(2 * sigma)
+    inspector.set_time_levels(1000)
+    tmap2 = inspector.add_time_map_layer()
+    assert tmap2.data.dtype == np.uint16
+    assert tmap2.metadata["time_levels"] == 1000
+    assert tmap2.metadata["sigma_max"] == pytest.approx(2 * sigma)
+    t2 = levels_to_time_map(tmap2.data, levels=1000)
+    assert np.median(t2) == pytest.approx(0.5, abs=0.1)
+
+    np.testing.assert_array_equal(layer.data, original)  # the input is never modified
+
+
+def test_roi_restricts_the_estimate(qtbot, viewer, inspector):
+    clean = clean_image((128, 192), seed=2)
+    quiet = add_noise(clean, "gaussian", sigma=4.0, seed=3)
+    loud = add_noise(clean, "gaussian", sigma=30.0, seed=4)
+    image = np.concatenate([quiet[:, :96], loud[:, 96:]], axis=1)
+    viewer.add_image(image, name="halves")
+
+    whole = run_inspection(qtbot, inspector)
+    assert whole.kind == "spatially_variant"
+    assert whole.sigma_map[:, 150:].mean() > 3 * whole.sigma_map[:, :40].mean()
+
+    rect = np.array([[4, 4], [4, 88], [124, 88], [124, 4]], dtype=float)
+    viewer.add_shapes([rect], shape_type="rectangle", name="left half")
+    inspector.set_image_layer("halves")
+    inspector.set_roi_layer("left half")
+    left = run_inspection(qtbot, inspector)
+    assert left.kind == "gaussian"
+    assert left.sigma == pytest.approx(4.0, rel=0.15)
+    assert "left half" in inspector.result_text.toPlainText()
+
+    empty = viewer.add_shapes(name="empty")
+    inspector.set_roi_layer(empty)
+    assert inspector.inspect() is None
+    assert "no shapes" in inspector.last_error
+
+
+def test_stack_current_slice_and_whole_stack(qtbot, viewer, inspector):
+    sigmas = (4.0, 8.0, 16.0)
+    clean = clean_image((128, 128), seed=5)
+    stack = np.stack(
+        [add_noise(clean, "gaussian", sigma=s, seed=10 + i) for i, s in enumerate(sigmas)]
+    )
+    original = stack.copy()
+    viewer.add_image(stack, name="stack")
+    assert inspector.scope_combo.isEnabled()
+    assert inspector.scope == "slice"
+
+    viewer.dims.set_current_step(0, 2)
+    report = run_inspection(qtbot, inspector)
+    assert report.sigma == pytest.approx(sigmas[2], rel=0.1)
+    smap = inspector.add_sigma_map_layer()
+    assert smap.data.shape == (128, 128)
+    assert smap.metadata["plane"] == (2,)
+    tmap = inspector.add_time_map_layer()
+    assert tmap.data.shape == (128, 128)
+    assert tmap.metadata["scope"] == "slice"
+
+    viewer.dims.set_current_step(0, 0)
+    assert run_inspection(qtbot, inspector).sigma == pytest.approx(sigmas[0], rel=0.1)
+
+    inspector.set_scope("stack")
+    report = run_inspection(qtbot, inspector)
+    tmap = inspector.add_time_map_layer()
+    assert tmap.data.shape == stack.shape
+    assert tmap.metadata["scope"] == "stack"
+    assert report.sigma_map.shape == stack.shape
+    np.testing.assert_array_equal(stack, original)
+
+
+def test_bad_layers_show_an_error(qtbot, viewer, inspector):
+    # nothing to inspect
+    assert inspector.inspect() is None
+    assert "no image layer" in inspector.last_error
+
+    # RGB is refused before any work starts
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    viewer.add_image(rgb, name="rgb", rgb=True)
+    assert inspector.inspect() is None
+    assert "RGB" in inspector.last_error
+    assert inspector.status_label.text().startswith("Error")
+    assert not inspector.time_map_button.isEnabled()
+
+    # an error raised by the API inside the worker lands in the status line
+    viewer.add_image(np.zeros((1, 64), np.float32), name="one row")
+    inspector.set_image_layer("one row")
+    worker = inspector.inspect(start=False)
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    assert inspector.report is None
+    assert inspector.last_error
+    assert inspector.inspect_button.isEnabled()
+    assert not inspector.sigma_map_button.isEnabled()
+
+    # a constant image is not an error: no noise, an all-zero time map
+    viewer.add_image(np.full((64, 64), 7.0, np.float32), name="flat")
+    inspector.set_image_layer("flat")
+    report = run_inspection(qtbot, inspector)
+    assert report.sigma == 0
+    assert inspector.add_sigma_map_layer().data.max() == 0
+    assert not inspector.add_time_map_layer().data.any()
+
+    # the widget still works afterwards
+    viewer.add_image(add_noise(clean_image((96, 96)), "gaussian", sigma=10.0, seed=0), name="ok")
+    inspector.set_image_layer("ok")
+    assert run_inspection(qtbot, inspector).kind == "gaussian"
+
+
+def test_samples_through_the_widget(qtbot, viewer, inspector):
+    """Poisson camera data and salt-and-pepper impulses, as a newcomer would try them."""
+    viewer.open_sample(PLUGIN, "poisson")
+    noisy = viewer.layers["blobs poisson (noisy)"]
+    assert inspector.image_layer == noisy  # the sample's noisy layer is picked
+    report = run_inspection(qtbot, inspector)
+    assert report.kind == "poisson"
+    assert 1.0 < report.gain < 4.0  # 2 ADU per photon (loose: read noise, offset)
+    lo, hi = report.noise_std([200.0, 1000.0])
+    assert hi > 1.5 * lo  # the noise grows with the signal
+    smap = inspector.add_sigma_map_layer()
+    np.testing.assert_allclose(smap.scale, noisy.scale)  # 0.1 µm pixels
+    assert tuple(smap.units) == tuple(noisy.units)
+
+    viewer.open_sample(PLUGIN, "salt_and_pepper")
+    inspector.set_image_layer("filaments salt & pepper (noisy)")
+    report = run_inspection(qtbot, inspector)
+    assert report.kind == "salt_and_pepper"
+    assert report.impulse_fraction == pytest.approx(0.05, rel=0.2)
+    tmap = inspector.add_time_map_layer()
+    impulses = report.impulse_mask
+    assert impulses is not None and impulses.any()
+    t = levels_to_time_map(tmap.data, levels=tmap.metadata["time_levels"])
+    np.testing.assert_allclose(t[impulses], report.time_map()[impulses], atol=0.5 / 255 + 1e-6)
+    assert "salt" in inspector.result_text.toPlainText()
