@@ -63,9 +63,11 @@ class PatchSampler:
             crop = np.rot90(crop, self.rng.integers(4))
             if self.rng.random() < 0.5:
                 crop = crop[:, ::-1]
-            gain = self.rng.uniform(0.6, 1.1)
-            offset = self.rng.uniform(-0.05, max(-0.05, 1.0 - gain))
-            out[i, 0] = crop * gain + offset * (self.rng.random() < 0.5)
+            # a wide intensity affine map: robust-percentile normalisation puts real images'
+            # extremes beyond [0, 1], and the network must not pull them back into that range
+            gain = self.rng.uniform(0.5, 1.35)
+            offset = self.rng.uniform(-0.2, max(-0.2, 1.15 - gain))
+            out[i, 0] = crop * gain + offset * (self.rng.random() < 0.7)
         return torch.from_numpy(out)
 
 
