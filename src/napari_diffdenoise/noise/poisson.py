@@ -1,0 +1,206 @@
+"""Signal-dependent noise: the variance-versus-mean curve and its Poisson-Gaussian fit.
+
+In the spirit of Foi, Trimeche, Katkovnik & Egiazarian, "Practical Poissonian-Gaussian noise
+modeling and fitting for single-image raw-data" (IEEE TIP 2008) and of Liu, Tanaka & Okutomi,
+"Practical signal-dependent noise parameter estimation from a single noisy image" (IEEE TIP
+2014): patches are grouped into level sets of their mean; each level set gets a noise variance
+from its weak-texture patches only (high-band DCT energy, :mod:`.bands`);
+``Var[y | x] = gain * x + baseline`` is fitted robustly to those points, leaving out level sets
+within a few noise stds of a clipping level. The weak-texture selection is then redone with a
+threshold that follows the fitted curve (a bright patch may have more gradient energy than a
+dark one, because its noise is larger) and the fit repeated.
+
+Texture left in a patch can only raise a level set's variance, so the fit is asymmetric: points
+far *above* the line are treated as outliers, points below it never are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .bands import Bands, group_noise_variance
+from .patches import PatchSample, texture_threshold
+
+__all__ = ["CurveFit", "clipping_levels", "curve_bins", "curve_sigma_map", "estimate_curve",
+           "fit_variance_curve"]
+
+#: Level sets closer than this many noise stds to a clipping level are left out of the fit.
+CLIP_MARGIN_SIGMAS = 3.0
+#: Points more than this many errors above the line are outliers (texture).
+OUTLIER_SIGMAS = 3.0
+#: Relative model error (in variance) added to every point's sampling error.
+CURVE_FLOOR = 0.03
+
+
+@dataclass
+class CurveFit:
+    """A robust fit ``variance = gain * mean + baseline`` to binned points."""
+
+    gain: float
+    baseline: float
+    used: np.ndarray  # bool per point: kept for the fit (finite, not clipped, not an outlier)
+    chi2_per_dof: float
+
+    def variance(self, mean: np.ndarray) -> np.ndarray:
+        return self.gain * np.asarray(mean, dtype=np.float64) + self.baseline
+
+
+def clipping_levels(sample: np.ndarray) -> tuple[float | None, float | None]:
+    """Intensities at which the data look clipped (a pile-up at the extreme value), else None.
+
+    A pile-up is the minimum (maximum) value holding at least 0.1 % of the sample and at least
+    three times as many pixels as the next distinct value, as clipping (saturation, a zero
+    floor) produces and Poisson counts or Gaussian tails do not.
+    """
+    flat = np.asarray(sample).ravel()
+    out: list[float | None] = []
+    for sign in (1.0, -1.0):
+        v = sign * flat
+        lo = v.min()
+        n0 = int(np.count_nonzero(v == lo))
+        rest = v[v > lo]
+        level = None
+        if rest.size and n0 >= max(10, 0.001 * flat.size):
+            n1 = int(np.count_nonzero(rest == rest.min()))
+            if n0 >= 3 * n1:
+                level = float(sign * lo)
+        out.append(level)
+    return out[0], out[1]
+
+
+def curve_bins(means: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Level sets for the curve: half quantile bins (dense data), half square-root spaced
+    between the 0.5 and 99.9 percentiles (so that sparse bright structures get bins too)."""
+    half = max(n_bins // 2, 1)
+    lo, hi = np.percentile(means, [0.5, 99.9])
+    sq = lo + np.linspace(0.0, np.sqrt(max(hi - lo, 0.0)), half + 1) ** 2
+    qs = np.quantile(means, np.linspace(0.0, 1.0, half + 1))
+    edges = np.unique(np.concatenate([qs, sq]))
+    if edges.size < 2:
+        return np.array([means.min(), means.max()]), np.zeros(means.shape, dtype=np.int64)
+    idx = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, edges.size - 2)
+    return edges, idx.astype(np.int64)
+
+
+def _wls_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    sw = w.sum()
+    mx, my = (w * x).sum() / sw, (w * y).sum() / sw
+    sxx = (w * (x - mx) ** 2).sum()
+    if sxx <= 0:
+        return 0.0, float(my)
+    slope = float((w * (x - mx) * (y - my)).sum() / sxx)
+    return slope, float(my - slope * mx)
+
+
+def fit_variance_curve(
+    means: np.ndarray,
+    variances: np.ndarray,
+    dof: np.ndarray,
+    *,
+    clip_low: float | None = None,
+    clip_high: float | None = None,
+    floor: float = CURVE_FLOOR,
+) -> CurveFit:
+    """Asymmetric-robust weighted fit of ``variance = gain * mean + baseline``.
+
+    Parameters
+    ----------
+    means, variances
+        Level-set points.
+    dof
+        Effective degrees of freedom of each variance estimate (relative std ``sqrt(2/dof)``).
+    clip_low, clip_high
+        Clipping levels (see :func:`clipping_levels`); nearby points are left out.
+    floor
+        Relative model error added to every point's error.
+    """
+    m = np.asarray(means, dtype=np.float64)
+    v = np.asarray(variances, dtype=np.float64)
+    dof = np.asarray(dof, dtype=np.float64)
+    used = np.isfinite(m) & np.isfinite(v) & (dof > 0) & (v > 0)
+    sd = np.sqrt(np.maximum(np.where(used, v, 0.0), 0.0))
+    if clip_low is not None:
+        used &= m - clip_low > CLIP_MARGIN_SIGMAS * sd
+    if clip_high is not None:
+        used &= clip_high - m > CLIP_MARGIN_SIGMAS * sd
+    if used.sum() == 0:
+        finite = np.isfinite(v)
+        return CurveFit(0.0, float(np.median(v[finite])) if finite.any() else 0.0, used, 0.0)
+    if used.sum() == 1:
+        return CurveFit(0.0, float(v[used][0]), used, 0.0)
+    rel2 = 2.0 / np.maximum(dof, 1.0) + floor**2
+    # start from the lower half of the points (texture only pulls upwards)
+    keep = used & (v <= np.median(v[used]))
+    if keep.sum() < 2:
+        keep = used.copy()
+    gain, base = _wls_line(m[keep], v[keep], 1.0 / (rel2[keep] * v[keep] ** 2))
+    chi2 = 0.0
+    tiny = 1e-12 * float(np.abs(v[used]).max())
+    for _ in range(30):
+        model = gain * m + base
+        scale = np.sqrt(rel2) * np.maximum(np.abs(model), tiny)
+        r = (v - model) / scale
+        new_keep = used & (r < OUTLIER_SIGMAS)
+        if new_keep.sum() < 2:
+            new_keep = used.copy()
+        gain, base = _wls_line(m[new_keep], v[new_keep], 1.0 / scale[new_keep] ** 2)
+        chi2 = float((r[new_keep] ** 2).mean())
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return CurveFit(float(gain), float(base), keep, chi2)
+
+
+def estimate_curve(
+    sample: PatchSample,
+    energy: np.ndarray,
+    weak: np.ndarray,
+    bands: Bands,
+    *,
+    n_bins: int,
+    clip_low: float | None,
+    clip_high: float | None,
+    iterations: int = 4,
+) -> tuple[CurveFit, np.ndarray, np.ndarray, np.ndarray]:
+    """Level-set curve and its fit, with the curve-following weak-texture selection.
+
+    Returns ``(fit, means, variances, dof)`` of the level sets (NaN where a level set has too
+    few weak-texture patches).
+    """
+    _, bins = curve_bins(sample.mean, n_bins)
+    nb = int(bins.max()) + 1 if bins.size else 1
+    overlap = min(sample.stride**2, sample.patch**2) / sample.patch**2
+    thr_unit = texture_threshold(sample.patch)
+    keep = weak
+    fit = CurveFit(0.0, 0.0, np.zeros(nb, dtype=bool), 0.0)
+    cv = cm = dof = np.full(nb, np.nan)
+    for _ in range(iterations):
+        cv, dof, cm = group_noise_variance(energy, keep, bins, nb, bands, min_count=12,
+                                           values=sample.mean)
+        dof = dof * overlap
+        fit = fit_variance_curve(cm, cv, dof, clip_low=clip_low, clip_high=clip_high)
+        positive = cv[np.isfinite(cv) & (cv > 0)]
+        if positive.size == 0:
+            break
+        pred = np.maximum(fit.variance(sample.mean), 0.5 * positive.min())
+        new_keep = weak & (sample.texture < thr_unit * pred)
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return fit, cm, cv, dof
+
+
+def curve_sigma_map(plane: np.ndarray, fit: CurveFit, *, darkest: float,
+                    smoothing: float = 1.5) -> np.ndarray:
+    """Per-pixel noise std ``sqrt(gain * x + baseline)`` at the smoothed signal ``x`` (float32).
+
+    Below ``darkest`` (the darkest level set of the fit) the line is not extrapolated, since it
+    may reach zero there; the variance is floored at a quarter of its value at ``darkest``.
+    """
+    signal = ndimage.gaussian_filter(plane.astype(np.float32), smoothing, truncate=3.0)
+    np.maximum(signal, np.float32(darkest), out=signal)
+    var = np.float32(fit.gain) * signal + np.float32(fit.baseline)
+    floor = np.float32(max(float(fit.variance(darkest)), 0.0) * 0.25)
+    return np.sqrt(np.maximum(var, floor, out=var), out=var)

@@ -1,0 +1,265 @@
+"""estimate_noise: accuracy of each estimator, the verdict, nD/ROI handling, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_diffdenoise import add_noise, estimate_noise, synthetic_fluorescence
+from napari_diffdenoise.noise.simulate import sigma_profile
+
+
+def fluo(seed=0, shape=(192, 192), scale=255.0, offset=0.0):
+    """A clean synthetic fluorescence image in image units (float64)."""
+    return offset + scale * synthetic_fluorescence(shape, kind="mixed", seed=seed).astype(float)
+
+
+@pytest.fixture(scope="module")
+def cameraman(shared_data):
+    from skimage import io
+
+    path = shared_data / "set12" / "01.png"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return io.imread(path).astype(np.float64)
+
+
+# --- Gaussian --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seed", "sigma"), [(0, 5.0), (1, 12.0), (2, 30.0)])
+def test_gaussian_sigma_on_fluorescence(seed, sigma):
+    clean = fluo(seed)
+    rep = estimate_noise(add_noise(clean, "gaussian", sigma=sigma, seed=seed))
+    assert rep.kind == "gaussian"
+    assert rep.sigma == pytest.approx(sigma, rel=0.05)
+    assert rep.sigma_map.dtype == np.float32 and rep.sigma_map.shape == clean.shape
+    np.testing.assert_allclose(rep.sigma_map, rep.sigma, rtol=1e-6)
+    assert rep.impulse_mask is None and rep.impulse_fraction < 1e-3
+    assert sum(rep.scores.values()) == pytest.approx(1.0)
+    assert rep.confidence == pytest.approx(rep.scores["gaussian"])
+
+
+@pytest.mark.parametrize("sigma", [10.0, 25.0])
+def test_gaussian_sigma_on_textured_natural_image(cameraman, sigma):
+    rep = estimate_noise(add_noise(cameraman, "gaussian", sigma=sigma, seed=1))
+    assert rep.kind == "gaussian"
+    assert rep.sigma == pytest.approx(sigma, rel=0.05)
+
+
+def test_gaussian_uint8_clipped(cameraman):
+    noisy = add_noise(cameraman.astype(np.uint8), "gaussian", sigma=40.0, seed=2)
+    assert (noisy == 0).mean() + (noisy == 255).mean() > 0.01  # clipping really happens
+    rep = estimate_noise(noisy)
+    assert rep.kind == "gaussian" and rep.dtype == "uint8"
+    assert rep.sigma == pytest.approx(40.0, rel=0.07)
+    assert rep.impulse_fraction < 0.002  # clipped noise is not salt and pepper
+
+
+# --- Poisson-Gaussian ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("gain", "read"), [(1.0, 3.0), (4.0, 8.0)])
+def test_poisson_gaussian_curve(gain, read):
+    clean = fluo(3, scale=1000.0)
+    rep = estimate_noise(add_noise(clean, "poisson_gaussian", gain=gain, read_noise=read,
+                                   seed=0))
+    assert rep.kind == "poisson"
+    levels = np.percentile(clean, [5, 50, 95, 99])
+    truth = np.sqrt(gain * levels + read**2)
+    np.testing.assert_allclose(rep.noise_std(levels), truth, rtol=0.10)
+    assert rep.gain == pytest.approx(gain, rel=0.15)
+    assert rep.curve_means.shape == rep.curve_variances.shape and rep.curve_means.size >= 4
+    # σ map: from the curve at the (smoothed) signal
+    true_map = np.sqrt(gain * clean + read**2)
+    assert np.median(np.abs(rep.sigma_map / true_map - 1)) < 0.1
+    assert np.corrcoef(rep.sigma_map.ravel(), true_map.ravel())[0, 1] > 0.9
+    assert rep.sigma == pytest.approx(float(rep.sigma_map.mean()), rel=1e-5)
+
+
+def test_poisson_gaussian_uint16_camera_offset():
+    clean = fluo(4, scale=1500.0)
+    noisy = add_noise(clean, "poisson_gaussian", gain=2.0, read_noise=5.0, offset=100.0, seed=1)
+    noisy = np.clip(np.rint(noisy), 0, 65535).astype(np.uint16)
+    rep = estimate_noise(noisy)
+    assert rep.kind == "poisson"
+    levels = 100.0 + np.percentile(clean, [5, 50, 99])
+    truth = np.sqrt(2.0 * (levels - 100.0) + 25.0)
+    np.testing.assert_allclose(rep.noise_std(levels), truth, rtol=0.10)
+    assert rep.baseline_variance < 0  # 25 - 2 * 100: the offset shows up here
+
+
+# --- impulses --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("amount", [0.02, 0.3])
+def test_salt_and_pepper_fraction_and_mask(amount):
+    clean = np.clip(fluo(5, scale=255.0) + 40, 0, 255).astype(np.uint8)
+    noisy = add_noise(clean, "salt_and_pepper", amount=amount, seed=2)
+    rep = estimate_noise(noisy)
+    assert rep.kind == "salt_and_pepper" and rep.confidence > 0.9
+    assert rep.impulse_fraction == pytest.approx(amount, rel=0.1)
+    truth = noisy != clean
+    found = rep.impulse_mask
+    assert found.shape == clean.shape and found.dtype == bool
+    precision = (found & truth).sum() / found.sum()
+    recall = (found & truth).sum() / truth.sum()
+    assert precision > 0.98 and recall > 0.75  # salt on bright pixels can be invisible
+    assert rep.sigma < 3.0  # no other noise than the impulses
+    tau = rep.time_map()
+    assert np.allclose(tau[found], 0.5)
+
+
+def test_fill_impulses_restores_the_image():
+    from napari_diffdenoise.noise.impulse import detect_impulses, fill_impulses
+
+    clean = fluo(11, scale=200.0) + 30
+    noisy = add_noise(clean, "salt_and_pepper", amount=0.1, seed=4)
+    result = detect_impulses(noisy)
+    filled = fill_impulses(noisy, result)
+    assert np.abs(filled - clean).mean() < 0.1 * np.abs(noisy - clean).mean()
+    np.testing.assert_array_equal(filled[~result.mask], noisy[~result.mask])
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_salt_and_pepper_far_from_the_data(dtype):
+    # uint16: impulses at 0 and 65535 while the data sit in 100..1600; float: image min/max
+    clean = (100 + fluo(10, scale=1500.0)).astype(dtype)
+    noisy = add_noise(clean, "salt_and_pepper", amount=0.05, seed=3)
+    rep = estimate_noise(noisy)
+    assert rep.kind == "salt_and_pepper"
+    assert rep.impulse_fraction == pytest.approx(0.05, rel=0.1)
+
+
+def test_saturated_plateau_is_not_impulses():
+    clean = fluo(6, scale=255.0)
+    clean[40:90, 50:120] = 300.0  # saturates after clipping
+    noisy = add_noise(clean.astype(np.float32), "gaussian", sigma=8.0, seed=3)
+    noisy = np.clip(noisy, 0, 255).astype(np.uint8)
+    rep = estimate_noise(noisy)
+    assert rep.kind != "salt_and_pepper"
+    assert rep.impulse_fraction < 1e-3
+
+
+# --- spatially variant -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ["ramp", "vignette"])
+def test_spatially_variant_map(profile):
+    clean = fluo(7, shape=(256, 256))
+    noisy = add_noise(clean, "spatially_variant", profile=profile, sigma_min=5, sigma_max=50,
+                      seed=4)
+    truth = sigma_profile(clean.shape, profile, 5, 50, seed=4)
+    rep = estimate_noise(noisy)
+    assert rep.kind == "spatially_variant"
+    assert np.median(np.abs(rep.sigma_map / truth - 1)) < 0.15
+    assert np.corrcoef(rep.sigma_map.ravel(), truth.ravel())[0, 1] > 0.9
+    assert rep.sigma == pytest.approx(float(truth.mean()), rel=0.15)
+
+
+# --- stacks, ROI, input safety ---------------------------------------------------------------
+
+
+def test_stack_fits_on_a_sample_of_planes_and_maps_every_plane():
+    clean = np.stack([fluo(s, shape=(96, 96), scale=1000.0) for s in range(5)])
+    noisy = add_noise(clean, "poisson_gaussian", gain=3.0, read_noise=4.0, seed=5)
+    rep = estimate_noise(noisy, max_planes=2)
+    assert rep.details["planes_fitted"] == 2
+    assert rep.kind == "poisson"
+    assert rep.sigma_map.shape == noisy.shape
+    for z in range(5):  # every plane's map follows its own signal
+        truth = np.sqrt(3.0 * clean[z] + 16.0)
+        assert np.corrcoef(rep.sigma_map[z].ravel(), truth.ravel())[0, 1] > 0.8
+    four_d = estimate_noise(noisy.reshape(5, 1, 96, 96).astype(np.float32), max_planes=3)
+    assert four_d.sigma_map.shape == (5, 1, 96, 96)
+
+
+def test_roi_restricts_the_fit():
+    clean = fluo(8, shape=(128, 192))
+    noisy = clean + np.random.default_rng(0).normal(0, 1, clean.shape) * np.where(
+        np.arange(192) < 96, 4.0, 30.0)
+    left = (slice(None), slice(0, 96))
+    for roi in (left, np.arange(192)[None, :].repeat(128, 0) < 96):
+        rep = estimate_noise(noisy, roi=roi)
+        assert rep.sigma == pytest.approx(4.0, rel=0.1)
+        assert rep.sigma_map.shape == noisy.shape
+    stack = np.stack([noisy, noisy])
+    full_mask = np.zeros(stack.shape, dtype=bool)
+    full_mask[1, :, 96:] = True
+    assert estimate_noise(stack, roi=full_mask).sigma == pytest.approx(30.0, rel=0.1)
+    by_axis = estimate_noise(stack, roi=(1, slice(None), slice(96, None)))
+    assert by_axis.sigma == pytest.approx(30.0, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("roi", "error"),
+    [
+        (np.ones((5, 5), dtype=bool), ValueError),
+        (np.zeros((64, 64), dtype=bool), ValueError),
+        (np.ones((64, 64), dtype=np.uint8), TypeError),
+        ((slice(0, 10),), ValueError),
+        ((slice(0, 0), slice(None)), ValueError),
+        (("a", "b"), ValueError),
+    ],
+)
+def test_bad_roi(roi, error):
+    with pytest.raises(error):
+        estimate_noise(np.random.default_rng(0).normal(0, 1, (64, 64)), roi=roi)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+def test_input_never_modified(dtype):
+    clean = fluo(9, shape=(80, 80), scale=200.0) + 20
+    noisy = add_noise(clean.astype(dtype), "salt_and_pepper", amount=0.05, seed=0)
+    noisy = add_noise(noisy, "gaussian", sigma=3.0, seed=1)
+    before = noisy.copy()
+    noisy.setflags(write=False)
+    rep = estimate_noise(noisy)
+    np.testing.assert_array_equal(noisy, before)
+    assert rep.dtype == np.dtype(dtype).name and rep.shape == noisy.shape
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+def test_constant_image(dtype):
+    rep = estimate_noise(np.full((32, 40), 7, dtype=dtype))
+    assert rep.kind == "gaussian" and rep.sigma == 0.0 and rep.confidence == 1.0
+    assert rep.sigma_map.shape == (32, 40) and not rep.sigma_map.any()
+    assert not rep.time_map().any()
+    json.dumps(rep.to_dict())
+    assert "gaussian" in rep.summary()
+
+
+def test_small_image_is_handled():
+    rep = estimate_noise(np.random.default_rng(0).normal(100, 5, (12, 12)))
+    assert rep.sigma_map.shape == (12, 12)
+    assert 2.0 < rep.sigma < 10.0
+
+
+@pytest.mark.parametrize(
+    ("image", "error", "match"),
+    [
+        (np.zeros((64, 64, 3), dtype=np.uint8), ValueError, "RGB"),
+        (np.zeros((64, 64, 4), dtype=np.float32), ValueError, "RGB"),
+        (np.zeros((4, 64)), ValueError, "too small"),
+        (np.zeros(100), ValueError, "dimensions"),
+        (np.zeros((0, 64)), ValueError, "empty"),
+        (np.full((16, 16), np.nan), ValueError, "NaN"),
+        (np.full((16, 16), -np.inf), ValueError, "NaN or infinite"),
+        (np.zeros((16, 16), dtype=complex), TypeError, "complex"),
+        (np.zeros((16, 16), dtype=object), TypeError, "object"),
+        (np.zeros((16, 16), dtype=bool), TypeError, "boolean"),
+        ([[1, 2], [3, 4]], ValueError, "too small"),
+    ],
+)
+def test_bad_images(image, error, match):
+    with pytest.raises(error, match=match):
+        estimate_noise(image)
+
+
+def test_bad_max_planes():
+    img = np.zeros((2, 16, 16))
+    with pytest.raises(ValueError):
+        estimate_noise(img, max_planes=0)
+    with pytest.raises(TypeError):
+        estimate_noise(img, max_planes=1.5)
