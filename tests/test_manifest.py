@@ -36,7 +36,7 @@ def test_npe2_validate_cli():
 def test_contributions():
     manifest = npe2.PluginManifest.from_file(MANIFEST)
     contrib = manifest.contributions
-    assert [w.display_name for w in contrib.widgets] == ["Noise inspector"]
+    assert [w.display_name for w in contrib.widgets] == ["Noise inspector", "Denoiser"]
     assert {s.key for s in contrib.sample_data} == {
         "gaussian",
         "poisson",
