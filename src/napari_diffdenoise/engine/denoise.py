@@ -15,10 +15,11 @@ import numpy as np
 from .._validation import as_image, layer_data
 from ..intensity import SIGMA_MAX, IntensityRange, robust_range
 
-__all__ = ["denoise", "iter_denoise", "DenoiseResult", "TILE_SIZE", "TILE_OVERLAP"]
+__all__ = ["denoise", "iter_denoise", "DenoiseResult", "TILE_SIZE", "TILE_OVERLAP", "TILE_CONTEXT"]
 
 TILE_SIZE = 512
 TILE_OVERLAP = 32
+TILE_CONTEXT = 48
 _PAD = 8
 
 
@@ -192,6 +193,7 @@ def iter_denoise(
     n_planes = int(np.prod(planes_shape)) if planes_shape else 1
     h, w = arr.shape[-2:]
     overlap = min(TILE_OVERLAP, tile_size // 4)
+    context = 0 if max(h, w) <= tile_size else min(TILE_CONTEXT, tile_size // 4)
     tiles = list(tile_slices((h, w), tile_size, overlap))
     total = n_planes * len(tiles) * ensemble * samples * steps
     done = 0
@@ -217,9 +219,15 @@ def iter_denoise(
         acc2 = np.zeros((h, w), dtype=np.float64) if samples > 1 else None
         wsum = np.zeros((h, w), dtype=np.float64)
         for rs, cs in tiles:
-            yt = y_t[..., rs, cs]
-            tt = tau_t[..., rs, cs]
+            # run each tile with up to `context` pixels of real image around it, then keep the
+            # tile itself: the network sees the same neighbourhood as in a whole-image run
+            r0, r1 = max(rs.start - context, 0), min(rs.stop + context, h)
+            c0, c1 = max(cs.start - context, 0), min(cs.stop + context, w)
+            yt = y_t[..., r0:r1, c0:c1]
+            tt = tau_t[..., r0:r1, c0:c1]
             th, tw = yt.shape[-2:]
+            keep_r = slice(rs.start - r0, rs.start - r0 + (rs.stop - rs.start))
+            keep_c = slice(cs.start - c0, cs.start - c0 + (cs.stop - cs.start))
             ph = (-(th + 2 * _PAD)) % mult + _PAD
             pw = (-(tw + 2 * _PAD)) % mult + _PAD
             mode = "reflect" if min(th, tw) > max(ph, pw) else "replicate"
@@ -242,6 +250,8 @@ def iter_denoise(
                 est /= ensemble
                 tile_sum += est
                 tile_sq += est**2
+            tile_sum, tile_sq = tile_sum[keep_r, keep_c], tile_sq[keep_r, keep_c]
+            th, tw = tile_sum.shape
             wgt = blend_weight(th, tw, overlap if len(tiles) > 1 else 0)
             mean = (tile_sum / samples).numpy()
             acc[rs, cs] += wgt * mean
