@@ -1,12 +1,13 @@
-"""Small Qt helpers shared by the dock widgets: layer pickers kept in sync with the viewer."""
+"""Small Qt helpers shared by the dock widgets: layer pickers kept in sync with the viewer,
+layer lookup by id, and the status line."""
 from __future__ import annotations
 
 from typing import Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox
+from qtpy.QtWidgets import QComboBox, QLabel
 
-__all__ = ["refill", "select_text", "disconnect_all"]
+__all__ = ["refill", "select_text", "disconnect_all", "layer_by_id", "set_status", "set_error"]
 
 
 def refill(combo: QComboBox, items: list[tuple[str, Any]], current: Any) -> None:
@@ -37,3 +38,30 @@ def disconnect_all(callbacks: list) -> None:
     """Disconnect ``(emitter, callback)`` pairs (on widget destruction)."""
     for emitter, callback in callbacks:
         emitter.disconnect(callback)
+
+
+def layer_by_id(viewer: Any, unique_id: Any) -> Any:
+    """The layer with ``unique_id`` or ``None`` (plugin widgets get layer proxies, so identity
+    comparisons do not work)."""
+    for layer in viewer.layers:
+        if layer.unique_id == unique_id:
+            return layer
+    return None
+
+
+def set_status(label: QLabel, text: str) -> None:
+    """Show ``text`` in a widget's status line (normal colour)."""
+    label.setStyleSheet("")
+    label.setText(text)
+
+
+def set_error(label: QLabel, exc: BaseException, *, notify: bool, source: str) -> str:
+    """Show ``exc`` in red in the status line and, with ``notify``, as a napari notification
+    prefixed by ``source``; returns the message."""
+    label.setStyleSheet("color: #ff6b6b;")
+    label.setText(f"Error: {exc}")
+    if notify:
+        from napari.utils.notifications import show_error
+
+        show_error(f"{source}: {exc}")
+    return str(exc)

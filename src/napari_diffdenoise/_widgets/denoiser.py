@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._combo import disconnect_all, refill, select_text
+from ._combo import disconnect_all, layer_by_id, refill, select_text, set_error, set_status
 from ._layers import image_plane_index, layer_array, placement
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -191,10 +191,7 @@ class DenoiserWidget(QWidget):
         self.scope_combo.setEnabled(layer is not None and np.ndim(layer_array(layer)) > 2)
 
     def _layer_by_id(self, uid: Any) -> Any:
-        for layer in self.viewer.layers:
-            if layer.unique_id == uid:
-                return layer
-        return None
+        return layer_by_id(self.viewer, uid)
 
     @property
     def image_layer(self) -> napari.layers.Image | None:
@@ -354,17 +351,10 @@ class DenoiserWidget(QWidget):
         self.progress.setVisible(False)
 
     def _status(self, text: str) -> None:
-        self.status_label.setStyleSheet("")
-        self.status_label.setText(text)
+        set_status(self.status_label, text)
 
     def _error(self, exc: BaseException, *, notify: bool) -> None:
-        self.last_error = str(exc)
-        self.status_label.setStyleSheet("color: #ff6b6b;")
-        self.status_label.setText(f"Error: {exc}")
-        if notify:
-            from napari.utils.notifications import show_error
-
-            show_error(f"Denoiser: {exc}")
+        self.last_error = set_error(self.status_label, exc, notify=notify, source="Denoiser")
 
 
 class _LevelsView:

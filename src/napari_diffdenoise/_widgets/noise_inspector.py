@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._combo import disconnect_all, refill, select_text
+from ._combo import disconnect_all, layer_by_id, refill, select_text, set_error, set_status
 from ._layers import (
     add_sigma_map_layer,
     add_time_map_layer,
@@ -383,11 +383,7 @@ class NoiseInspectorWidget(QWidget):
         self.levels_spin.setValue(int(levels))
 
     def _layer_by_id(self, unique_id: Any) -> napari.layers.Image | None:
-        """The layer with ``unique_id`` (layers are proxies here, so identity does not work)."""
-        for layer in self.viewer.layers:
-            if layer.unique_id == unique_id:
-                return layer
-        return None
+        return layer_by_id(self.viewer, unique_id)
 
     def _report_layer(self) -> napari.layers.Image:
         if self.report is None:
@@ -443,14 +439,7 @@ class NoiseInspectorWidget(QWidget):
             w.setEnabled(enabled)
 
     def _show_status(self, text: str) -> None:
-        self.status_label.setStyleSheet("")
-        self.status_label.setText(text)
+        set_status(self.status_label, text)
 
     def _show_error(self, exc: BaseException, *, notify: bool) -> None:
-        self.last_error = str(exc)
-        self.status_label.setStyleSheet("color: #ff6b6b;")
-        self.status_label.setText(f"Error: {exc}")
-        if notify:
-            from napari.utils.notifications import show_error
-
-            show_error(f"Noise inspector: {exc}")
+        self.last_error = set_error(self.status_label, exc, notify=notify, source="Noise inspector")

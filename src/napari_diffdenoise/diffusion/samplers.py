@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 
 from .schedule import pixel_schedule
 
-__all__ = ["SAMPLERS", "sample", "iter_sample"]
+__all__ = ["SAMPLERS", "check_sampler_args", "sample", "iter_sample"]
 
 SAMPLERS = ("direct", "origin", "cold", "indi")
 
 Network = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _check(sampler: str, steps: int, eta: float) -> int:
+def check_sampler_args(sampler: str, steps: int, eta: float) -> int:
+    """Validate sampler, steps and η (``ValueError``); returns the steps actually taken."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta!r}")
@@ -46,7 +48,7 @@ def iter_sample(
 
     ``y`` and ``tau`` are ``(B, 1, H, W)`` in normalised units; τ in [0, 1].
     """
-    steps = _check(sampler, steps, eta)
+    steps = check_sampler_args(sampler, steps, eta)
     ts = pixel_schedule(tau, steps)
     keep = tau <= 0
     safe_tau = tau.clamp_min(1e-12)

@@ -140,7 +140,7 @@ def iter_denoise(
     import torch
 
     from ..diffusion.impulses import IMPULSE_TIME, fill_missing
-    from ..diffusion.samplers import SAMPLERS, iter_sample
+    from ..diffusion.samplers import check_sampler_args, iter_sample
     from ..model.registry import load_model
     from .device import resolve_device
     from .tiling import blend_weight, tile_slices
@@ -149,24 +149,14 @@ def iter_denoise(
     _check_rgb(arr)
     loaded = load_model(model)
     sampler = loaded.sampler if sampler is None else sampler
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    steps = loaded.steps if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if sampler == "direct":
-        steps = 1
+    steps = check_sampler_args(sampler, loaded.steps if steps is None else steps, eta)
     ensemble = loaded.ensemble if ensemble is None else ensemble
     if ensemble not in (1, 2, 4, 8):
         raise ValueError(f"ensemble must be 1, 2, 4 or 8 (flip/rotation copies), got {ensemble!r}")
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
-    if not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
     if samples > 1 and eta == 0:
         raise ValueError("samples > 1 needs a stochastic sampler: use sampler='indi' with eta > 0")
-    if eta > 0 and sampler != "indi":
-        raise ValueError("eta > 0 (stochastic sampling) is only defined for the 'indi' sampler")
     if tile_size < 64:
         raise ValueError(f"tile_size must be >= 64, got {tile_size}")
     if output_dtype is not None:
