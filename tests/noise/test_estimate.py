@@ -263,3 +263,24 @@ def test_bad_max_planes():
         estimate_noise(img, max_planes=0)
     with pytest.raises(TypeError):
         estimate_noise(img, max_planes=1.5)
+
+
+def test_clipped_shot_noise_is_not_salt_and_pepper(shared_data):
+    """The FMD BPAE frame has ~1 % of its pixels at 255, all inside bright cells where the shot
+    noise is clipped: sensor clipping, not impulses (it used to be called salt-and-pepper)."""
+    from skimage import io
+
+    noisy = io.imread(shared_data / "microscopy_pairs" / "fmd_bpae_r_noisy.png")[..., 0]
+    assert (noisy == 255).mean() > 0.005
+    rep = estimate_noise(noisy)
+    assert rep.kind == "poisson", rep.summary()
+    assert rep.impulse_fraction < 0.001
+
+
+def test_salt_only_impulses_still_found_on_bright_images():
+    clean = 255.0 * (0.05 + 0.8 * synthetic_fluorescence((256, 256), kind="cells", seed=6))
+    noisy = add_noise(clean.astype(np.uint8), "salt_and_pepper", amount=0.05, salt_vs_pepper=1.0,
+                      seed=6)
+    rep = estimate_noise(noisy)
+    assert rep.kind == "salt_and_pepper"
+    assert rep.impulse_fraction == pytest.approx(0.05, rel=0.15)

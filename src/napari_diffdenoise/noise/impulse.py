@@ -117,6 +117,35 @@ def _visible(med: np.ndarray, vmin: np.ndarray, vmax: np.ndarray, low: float, hi
     return salt, pepper
 
 
+#: Clipping, not impulses: the hit rate among the darker (brighter) half of the places where
+#: salt (pepper) would be visible is below this share of the rate in the other half.
+CLIPPING_RATE_RATIO = 0.2
+_CLIPPING_MIN_HITS = 20
+
+
+def _clipping(med: np.ndarray, visible: np.ndarray, hits: np.ndarray, *, bright: bool) -> bool:
+    """True when extreme values follow the signal (sensor clipping) rather than falling at
+    random places (impulses).
+
+    Random impulses hit dark and bright places alike; clipped noise reaches the maximum only
+    where the signal is already bright (and the minimum only where it is dark). Compares the hit
+    rate in the two halves (by the neighbour median) of the places where the impulse would be
+    visible.
+    """
+    if int(hits.sum()) < _CLIPPING_MIN_HITS:
+        return False
+    level = med[visible]
+    split = np.median(level)
+    near = level >= split if bright else level <= split
+    far = ~near
+    hit = hits[visible]
+    if near.sum() == 0 or far.sum() == 0:
+        return False
+    rate_near = hit[near].mean()
+    rate_far = hit[far].mean()
+    return bool(rate_far < CLIPPING_RATE_RATIO * rate_near)
+
+
 def detect_impulses(plane: np.ndarray, *, valid: np.ndarray | None = None) -> ImpulseResult:
     """Detect salt-and-pepper impulses in a 2D float plane.
 
@@ -192,16 +221,23 @@ def detect_impulses(plane: np.ndarray, *, valid: np.ndarray | None = None) -> Im
         cc = rng.integers(0, w, n_draw)
         inside = region[rr, cc]
         rr, cc = rr[inside][:_DETECTABILITY_SAMPLE], cc[inside][:_DETECTABILITY_SAMPLE]
-    salt_visible, pepper_visible = _visible(*_adaptive_median(padded, rr, cc, pad), low, high,
-                                            threshold)
+    med_s, vmin_s, vmax_s = _adaptive_median(padded, rr, cc, pad)
+    salt_visible, pepper_visible = _visible(med_s, vmin_s, vmax_s, low, high, threshold)
     is_hit = mask[rr, cc]
     n_sv, n_pv = int(salt_visible.sum()), int(pepper_visible.sum())
     min_visible = max(50, rr.size // 100)
     salt = pepper = 0.0
-    if n_sv >= min_visible:
-        salt = float((is_hit & is_high[rr, cc] & salt_visible).sum() / n_sv)
-    if n_pv >= min_visible:
-        pepper = float((is_hit & is_low[rr, cc] & pepper_visible).sum() / n_pv)
+    salt_hits = is_hit & is_high[rr, cc] & salt_visible
+    pepper_hits = is_hit & is_low[rr, cc] & pepper_visible
+    if _clipping(med_s, salt_visible, salt_hits, bright=True):
+        mask &= ~is_high
+    elif n_sv >= min_visible:
+        salt = float(salt_hits.sum() / n_sv)
+    if _clipping(med_s, pepper_visible, pepper_hits, bright=False):
+        mask &= ~is_low
+    elif n_pv >= min_visible:
+        pepper = float(pepper_hits.sum() / n_pv)
+    replacement = med[hit & mask[rows, cols]].astype(np.float64)
     fraction = float(min(salt + pepper, 1.0))
     return ImpulseResult(mask, fraction, float(salt), float(pepper), threshold, low, high,
                          replacement)
