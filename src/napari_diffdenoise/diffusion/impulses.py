@@ -6,11 +6,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Diffusion time given to filled impulse pixels (the fill error is treated as noise of level
+# ``IMPULSE_TIME · σ_max``): one constant for the noise report's time map, training and sampling.
+from ..noise.report import IMPULSE_TIME
+
 __all__ = ["IMPULSE_TIME", "fill_missing"]
 
-#: Diffusion time given to filled impulse pixels (the fill error is treated as noise of level
-#: ``IMPULSE_TIME · σ_max``); the training recipe uses the same value.
-IMPULSE_TIME = 0.5
 
 
 def _gauss_kernel(sigma: float, device, dtype) -> torch.Tensor:
