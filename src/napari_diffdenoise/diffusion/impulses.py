@@ -13,7 +13,6 @@ from ..noise.report import IMPULSE_TIME
 __all__ = ["IMPULSE_TIME", "fill_missing"]
 
 
-
 def _gauss_kernel(sigma: float, device, dtype) -> torch.Tensor:
     r = max(1, int(round(3 * sigma)))
     x = torch.arange(-r, r + 1, device=device, dtype=dtype)
