@@ -22,9 +22,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp_path = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
     try:
         write(tmp_path)
+        # mkstemp makes 0600 and some writers (safetensors) replace the file with their own:
+        # give the result the permissions a plain open() would have.
+        os.chmod(tmp_path, 0o666 & ~umask)
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)

@@ -32,6 +32,21 @@ def test_round_trip(saved):
     assert not list(path.parent.glob(".*.tmp")), "atomic writes leave no temporary files"
 
 
+def test_saved_files_get_umask_permissions(tmp_path):
+    """Atomic writes go through mkstemp (0600); the saved model must be readable like any file
+    the user writes (a model shared on a group drive, a bundled model in a wheel)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        info = ModelInfo(name="tiny", architecture=TINY, sigma_max=0.5)
+        path = save_model(TimeUNet(TINY), tmp_path / "perm", info)
+    finally:
+        os.umask(old)
+    for p in (path, path.with_suffix(".json")):
+        assert (p.stat().st_mode & 0o777) == 0o644, (p.name, oct(p.stat().st_mode))
+
+
 def test_half_precision_weights_load_as_float32(tmp_path):
     net = TimeUNet(TINY)
     path = save_model(net, tmp_path / "half", ModelInfo("half", TINY, 0.5), half=True)
