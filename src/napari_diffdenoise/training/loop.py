@@ -67,27 +67,35 @@ def _build_images(cfg: TrainingConfig) -> tuple[list[np.ndarray], list[np.ndarra
     return natural + synth, holdout
 
 
+VAL_SIGMAS = (25, 50)
+
+
+def validation_pairs(holdout: list[np.ndarray]) -> Iterator[tuple[int, "torch.Tensor", "torch.Tensor"]]:
+    """``(σ in grey levels, clean, noisy)`` for every held-out image and validation σ, with the
+    same seeded noise every time (``benchmarks/bench_holdout.py`` scores baselines on it)."""
+    import torch
+
+    g = torch.Generator().manual_seed(1234)
+    for sigma255 in VAL_SIGMAS:
+        for im in holdout:
+            s = (min(im.shape) // 8) * 8
+            x0 = torch.from_numpy(np.ascontiguousarray(im[:s, :s])).view(1, 1, s, s)
+            yield sigma255, x0, x0 + (sigma255 / 255.0) * torch.randn(x0.shape, generator=g)
+
+
 def _validate(ema, holdout, cfg, device) -> dict[str, float]:
     import torch
 
     from ..diffusion.samplers import sample
 
-    out = {}
-    g = torch.Generator().manual_seed(1234)
-    for sigma255 in (25, 50):
-        psnrs = []
-        for im in holdout:
-            s = (min(im.shape) // 8) * 8
-            x0 = torch.from_numpy(np.ascontiguousarray(im[:s, :s])).view(1, 1, s, s)
-            sig = sigma255 / 255.0
-            y = x0 + sig * torch.randn(x0.shape, generator=g)
-            tau = torch.full_like(x0, sig / cfg.sigma_max)
-            with torch.no_grad():
-                x = sample(ema, y.to(device), tau.to(device), sampler="direct").cpu()
-            mse = float(((x.clamp(0, 1) - x0) ** 2).mean())
-            psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
-        out[f"gaussian{sigma255}"] = float(np.mean(psnrs))
-    return out
+    psnrs: dict[int, list[float]] = {s: [] for s in VAL_SIGMAS}
+    for sigma255, x0, y in validation_pairs(holdout):
+        tau = torch.full_like(x0, sigma255 / 255.0 / cfg.sigma_max)
+        with torch.no_grad():
+            x = sample(ema, y.to(device), tau.to(device), sampler="direct").cpu()
+        mse = float(((x.clamp(0, 1) - x0) ** 2).mean())
+        psnrs[sigma255].append(10 * math.log10(1.0 / max(mse, 1e-12)))
+    return {f"gaussian{s}": float(np.mean(v)) for s, v in psnrs.items()}
 
 
 def iter_train(cfg: TrainingConfig, *, resume: bool = True) -> Iterator[TrainProgress]:
