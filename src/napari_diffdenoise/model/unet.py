@@ -65,6 +65,11 @@ class UNetConfig:
         return 2 ** (len(self.channels) - 1)
 
 
+def _spatially_uniform(t: torch.Tensor) -> bool:
+    flat = t.flatten(2)
+    return bool((flat == flat[:, :, :1]).all())
+
+
 class TimeEmbedding(nn.Module):
     """Per-pixel sinusoidal embedding of a time map ``(B, 1, H, W)`` → ``(B, dim, H, W)``."""
 
@@ -137,10 +142,16 @@ class TimeUNet(nn.Module):
     def forward(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Predict the clean image. All inputs ``(B, 1, H, W)``, H and W multiples of
         ``config.multiple`` (the engine pads)."""
-        emb = self.embed(t)
-        embs = [emb]
-        for _ in range(len(self.down)):
-            embs.append(F.avg_pool2d(embs[-1], 2))
+        if _spatially_uniform(t):
+            # One time per image (the usual Gaussian case): embed it once and let every block
+            # broadcast it, instead of running the embedding and its projections per pixel.
+            emb = self.embed(t[:, :, :1, :1])
+            embs = [emb] * (len(self.down) + 1)
+        else:
+            emb = self.embed(t)
+            embs = [emb]
+            for _ in range(len(self.down)):
+                embs.append(F.avg_pool2d(embs[-1], 2))
         h = self.head(torch.cat([x_t, y, t], dim=1))
         skips = []
         for level, (blocks, down) in enumerate(zip(self.enc, self.down)):
