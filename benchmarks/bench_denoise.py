@@ -338,6 +338,11 @@ def ours(noisy: np.ndarray, cfg: Config, **kwargs):
                  **kwargs)
 
 
+#: the `fast` preset's arithmetic, forced (the preset itself falls back to float32 on CPUs
+#: without native bfloat16; the header says whether this one has it)
+FAST_LABEL = "ours blind, bfloat16 (fast)"
+
+
 # --------------------------------------------------------------------------- sections
 def section_gaussian(cfg: Config) -> list[str]:
     from napari_diffdenoise import add_noise
@@ -358,6 +363,8 @@ def section_gaussian(cfg: Config) -> list[str]:
             score("ours blind (default)", res.image, sec)
             if res.report is not None:
                 sigma_err.append(abs(res.report.sigma - sigma) / sigma)
+            res, sec = ours(noisy, cfg, precision="bfloat16")
+            score(FAST_LABEL, res.image, sec)
             res, sec = ours(noisy, cfg, ensemble=8)
             score("ours blind, ×8 ensemble (quality)", res.image, sec)
             res, sec = ours(noisy, cfg, sigma=float(sigma))
@@ -390,7 +397,7 @@ def section_gaussian(cfg: Config) -> list[str]:
               + " | ".join(f"{pub[s]:.2f}" for s in anchor_cols) + " |",
               f"| target: this run's BM3D + {TARGET_GAIN_DB} | "
               + " | ".join(f"{run[s]:.2f}" for s in anchor_cols) + " |"]
-    for m in ("ours blind (default)", "ours blind, ×8 ensemble (quality)", "ours known σ"):
+    for m in ("ours blind (default)", FAST_LABEL, "ours blind, ×8 ensemble (quality)", "ours known σ"):
         cells = []
         for s in anchor_cols:
             p = sc.mean_psnr(m, f"σ={s}")
@@ -709,6 +716,9 @@ def section_speed(cfg: Config) -> list[str]:
     t_known = run("ours default, known σ", lambda: denoise(x32, sigma=25.0, model=cfg.model,
                                                             device="cpu"), r, False,
                   f"median of {r}")
+    run("ours fast (bfloat16), blind", lambda: denoise(x32, model=cfg.model, device="cpu",
+                                                         precision="bfloat16"), r, True,
+        f"median of {r} after a warm-up")
     from napari_diffdenoise import estimate_noise
     run("noise estimation only (`estimate_noise`)", lambda: estimate_noise(x32), r, False,
         f"median of {r}")
@@ -794,6 +804,7 @@ def header(cfg: Config, argv: Sequence[str]) -> list[str]:
         from importlib.metadata import version
 
         bm3d_version = version("bm3d")
+    from napari_diffdenoise.engine.device import fast_bfloat16
     return [
         "# Denoising benchmark" + (" (quick mode)" if cfg.quick else ""),
         "",
@@ -804,7 +815,8 @@ def header(cfg: Config, argv: Sequence[str]) -> list[str]:
         f"{m.net.parameter_count():,} parameters; σ_max {m.sigma_max:g}",
         f"- napari-diffdenoise {__version__}, git {git_revision()}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-        f"with {torch.get_num_threads()} threads, device cpu"
+        f"with {torch.get_num_threads()} threads, device cpu, native bfloat16: "
+        f"{'yes' if fast_bfloat16(torch.device('cpu')) else 'no (emulated: slower than float32)'}"
         + (f" (CUDA: {torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
         + f"; load average at start: {load}",
         f"- Libraries: numpy {np.__version__}, scipy {scipy.__version__}, scikit-image "

@@ -79,7 +79,8 @@ def _cmd_denoise(args) -> int:
         print(f"\rstep {done}/{total}", end="", file=sys.stderr, flush=True)
 
     out = denoise(image, sigma=args.sigma, model=args.model, steps=args.steps,
-                  sampler=args.sampler, device=args.device, seed=args.seed, progress=progress)
+                  sampler=args.sampler, device=args.device, precision=args.precision,
+                  seed=args.seed, progress=progress)
     print(file=sys.stderr)
     _write_image(args.output, out)
     print(f"wrote {args.output}")
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--sampler", default=None, choices=["direct", "origin", "cold", "indi"])
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="network arithmetic (default: the model preset's)")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=_cmd_denoise)
     p = sub.add_parser("train", help="train a model from a recipe (JSON TrainingConfig)")

@@ -91,6 +91,41 @@ def test_stochastic_samples_reproducible_and_uncertainty(noisy):
     assert not np.array_equal(a, c)
 
 
+def test_bfloat16_is_close_to_float32(clean, noisy):
+    """Explicit bfloat16 runs everywhere (natively or emulated) and costs almost nothing; the
+    'fast' preset is bfloat16 where the hardware has it, float32 elsewhere."""
+    ref = denoise(noisy, sigma=25)
+    for out in (denoise(noisy, sigma=25, precision="bfloat16"), denoise(noisy, sigma=25, model="fast")):
+        assert out.dtype == np.float32
+        assert np.abs(out - ref).mean() < 0.5 and np.abs(out - ref).max() < 8
+        assert abs(_psnr(out, clean) - _psnr(ref, clean)) < 0.1
+
+
+def test_fast_preset_falls_back_where_bfloat16_is_emulated():
+    torch = pytest.importorskip("torch")
+    from napari_diffdenoise.engine.device import fast_bfloat16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("bfloat16", cpu) is torch.bfloat16  # explicit: honoured
+    assert resolve_precision("float32", cpu) is None
+    assert resolve_precision("float16", cpu, preferred=True) is None
+    assert resolve_precision("bfloat16", cpu, preferred=True) is (torch.bfloat16 if fast_bfloat16(cpu) else None)
+
+
+def test_grad_mode_does_not_leak_between_progress_reports(noisy):
+    """The generator pauses after every network call: the caller must not find autograd off
+    (or autocast on) while it is paused."""
+    import torch
+
+    from napari_diffdenoise.engine.denoise import iter_denoise
+
+    gen = iter_denoise(noisy, sigma=25, sampler="cold", steps=3, precision="bfloat16")
+    next(gen)
+    assert torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+    for _ in gen:
+        pass
+
+
 def test_progress_reports_every_evaluation(noisy):
     seen = []
     denoise(noisy, sigma=25, sampler="cold", steps=3, progress=lambda d, t: seen.append((d, t)))
@@ -110,6 +145,8 @@ def test_progress_reports_every_evaluation(noisy):
     (dict(time_map=np.zeros((5, 5), np.float32)), ValueError, "does not match"),
     (dict(sigma=np.ones((3, 3))), ValueError, "does not match"),
     (dict(model="/no/such/file.safetensors"), OSError, "not found"),
+    (dict(precision="half"), ValueError, "precision must be one of"),
+    (dict(precision="float16", device="cpu"), ValueError, "needs a GPU"),
 ])
 def test_bad_arguments(noisy, kwargs, exc, match):
     before = noisy.copy()

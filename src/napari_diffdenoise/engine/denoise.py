@@ -132,6 +132,7 @@ def iter_denoise(
     samples: int = 1,
     ensemble: int | None = None,
     device="auto",
+    precision: str | None = None,
     seed: int | None = None,
     tile_size: int = TILE_SIZE,
     output_dtype=None,
@@ -142,7 +143,7 @@ def iter_denoise(
     from ..diffusion.impulses import IMPULSE_TIME, fill_missing
     from ..diffusion.samplers import check_sampler_args, iter_sample
     from ..model.registry import load_model
-    from .device import resolve_device
+    from .device import resolve_device, resolve_precision
     from .tiling import blend_weight, tile_slices
 
     arr = as_image(image)
@@ -164,6 +165,8 @@ def iter_denoise(
         if output_dtype.kind not in "uif":
             raise TypeError(f"output_dtype must be an integer or float dtype, got {output_dtype}")
     dev = resolve_device(device)
+    amp = resolve_precision(loaded.precision if precision is None else precision, dev,
+                            preferred=precision is None)
     rng = robust_range(arr)
     sigma_map = _sigma_from_inputs(arr, time_map, sigma, rng)
 
@@ -174,6 +177,7 @@ def iter_denoise(
         net = copy.deepcopy(net).to(dev)
     mult = net.config.multiple
     sig_max = loaded.sigma_max
+    call = _network_call(net, dev, amp)
     gen = torch.Generator(device=dev).manual_seed(int(seed)) if seed is not None else None
     if seed is None and eta > 0:
         gen = torch.Generator(device=dev)
@@ -230,11 +234,10 @@ def iter_denoise(
                 est = torch.zeros((th, tw), dtype=torch.float64)
                 for k in range(ensemble):
                     yk, tk = _dihedral(yp, k), _dihedral(tp, k)
-                    with torch.no_grad():
-                        for _, _, xk in iter_sample(net, yk, tk, sampler=sampler, steps=steps,
-                                                    eta=eta, sigma_max=sig_max, generator=gen):
-                            done += 1
-                            yield done, total
+                    for _, _, xk in iter_sample(call, yk, tk, sampler=sampler, steps=steps,
+                                                eta=eta, sigma_max=sig_max, generator=gen):
+                        done += 1
+                        yield done, total
                     xk = _undihedral(xk, k)[0, 0, _PAD : _PAD + th, _PAD : _PAD + tw]
                     est += xk.double().cpu()
                 est /= ensemble
@@ -263,6 +266,22 @@ def iter_denoise(
     return DenoiseResult(result, std, tau_out.reshape(arr.shape), report)
 
 
+def _network_call(net, dev, amp):
+    """``net`` as the sampler's callable: no autograd, and autocast to ``amp`` (a 16-bit dtype)
+    if given. The contexts are entered per call, so nothing leaks to the caller between the
+    generator's yields."""
+    import torch
+
+    def call(x, y, t):
+        with torch.no_grad():
+            if amp is None:
+                return net(x, y, t)
+            with torch.autocast(dev.type, dtype=amp):
+                return net(x, y, t).float()
+
+    return call
+
+
 def _cast(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
@@ -285,6 +304,7 @@ def denoise(
     samples: int = 1,
     ensemble: int | None = None,
     device="auto",
+    precision: str | None = None,
     seed: int | None = None,
     progress: Callable[[int, int], Any] | None = None,
     tile_size: int = TILE_SIZE,
@@ -321,6 +341,10 @@ def denoise(
         Flip/rotation self-ensemble size (1, 2, 4 or 8); the preset's default when omitted.
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    precision : str, optional
+        Arithmetic of the network: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (GPUs only);
+        the preset's choice when omitted (``"fast"`` uses bfloat16 where the device runs it
+        natively, everything else float32). Sampling arithmetic stays float32.
     seed : int, optional
         Seed for stochastic sampling (results are reproducible with a seed).
     progress : callable, optional
@@ -341,8 +365,8 @@ def denoise(
     if return_std and samples < 2:
         raise ValueError("return_std needs samples > 1 with sampler='indi' and eta > 0")
     gen = iter_denoise(image, time_map, sigma=sigma, model=model, steps=steps, sampler=sampler,
-                       eta=eta, samples=samples, ensemble=ensemble, device=device, seed=seed,
-                       tile_size=tile_size, output_dtype=output_dtype)
+                       eta=eta, samples=samples, ensemble=ensemble, device=device,
+                       precision=precision, seed=seed, tile_size=tile_size, output_dtype=output_dtype)
     while True:
         try:
             done, total = next(gen)

@@ -1,7 +1,10 @@
 """Device selection: ``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
 from __future__ import annotations
 
-__all__ = ["resolve_device", "available_devices"]
+__all__ = ["resolve_device", "available_devices", "PRECISIONS", "resolve_precision", "fast_bfloat16"]
+
+#: Arithmetic of the network's convolutions: full float32, or autocast to a 16-bit type.
+PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 def available_devices() -> list[str]:
@@ -53,3 +56,44 @@ def resolve_device(device="auto"):
     elif dev.type != "cpu":
         raise ValueError(f"unsupported device {device!r}; available: {', '.join(available_devices())}")
     return dev
+
+
+def fast_bfloat16(dev) -> bool:
+    """Whether ``dev`` runs bfloat16 convolutions natively (faster than float32): CUDA GPUs
+    with bf16 support, CPUs with AVX-512 BF16 or AMX (oneDNN)."""
+    import torch
+
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if dev.type == "cpu":
+        try:
+            return bool(torch.backends.mkldnn.is_available()
+                        and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_precision(precision, dev, *, preferred: bool = False):
+    """The torch dtype to autocast the network to on ``dev`` (``None`` = float32).
+
+    ``precision`` is one of :data:`PRECISIONS`. An explicit request is honoured where the
+    device can run it at all (``ValueError`` for float16 on the CPU); with ``preferred=True``
+    (a preset's choice, not the user's) a 16-bit type the device would only emulate, slower
+    than float32, falls back to float32.
+    """
+    import torch
+
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "float32":
+        return None
+    if precision == "float16":
+        if dev.type == "cpu":
+            if preferred:
+                return None
+            raise ValueError("precision='float16' needs a GPU (cuda or mps); use 'bfloat16' on the CPU")
+        return torch.float16
+    if preferred and not fast_bfloat16(dev):
+        return None
+    return torch.bfloat16
