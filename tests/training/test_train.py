@@ -66,10 +66,33 @@ def test_fill_missing_interpolates_from_neighbours():
 
 
 @pytest.mark.parametrize("kw", [dict(steps=0), dict(patch_size=20), dict(sigma_range=(0.1, 0.9)),
-                                dict(p_gaussian=-1)])
+                                dict(p_gaussian=-1), dict(p_synthetic=1.5)])
 def test_bad_config(kw):
     with pytest.raises(ValueError):
         TrainingConfig(**kw)
+
+
+def test_patch_sampler_weights():
+    from napari_diffdenoise.training.data import PatchSampler
+
+    images = [np.zeros((32, 32), np.float32), np.ones((32, 32), np.float32),
+              np.full((8, 8), 5, np.float32)]  # too small: dropped, its weight with it
+    never_ones = PatchSampler(images, 16, seed=0, weights=[1.0, 0.0, 1.0])
+    mostly_ones = PatchSampler(images, 16, seed=0, weights=[1.0, 9.0, 1.0])
+
+    def ones_share(sampler):
+        # the intensity augmentation maps a constant patch to a constant: 0 stays at the offset,
+        # 1 becomes gain + offset; tell them apart by the source image instead
+        picks = [sampler.rng.choice(len(sampler.images), p=sampler.p) for _ in range(2000)]
+        return np.mean(picks)
+
+    assert ones_share(never_ones) == 0.0
+    assert 0.85 < ones_share(mostly_ones) < 0.95
+    assert never_ones.batch(4).shape == (4, 1, 16, 16)
+    with pytest.raises(ValueError, match="weights"):
+        PatchSampler(images, 16, weights=[1.0])
+    with pytest.raises(ValueError, match="weights"):
+        PatchSampler(images, 16, weights=[0.0, 0.0, 1.0])
 
 
 def test_unknown_config_key():

@@ -29,8 +29,10 @@ class Preset:
     precision: str = "float32"
 
 
-#: Chosen by measurement (docs/denoising.md): ``direct`` (one network call) gives the best PSNR
-#: per compute; the 8-fold flip/rotation self-ensemble buys extra PSNR for 8× the time.
+#: Chosen by measurement (docs/bench_denoise.md): ``direct`` (one network call) gives the best
+#: PSNR per compute (more steps lose PSNR with this model); bfloat16 halves the time where the
+#: hardware has it for about -0.01 dB; the 8-fold flip/rotation self-ensemble buys < 0.1 dB for
+#: 8× the time.
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
     "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where the device runs it natively "

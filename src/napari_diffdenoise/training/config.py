@@ -39,6 +39,8 @@ class TrainingConfig:
     holdout: int = 8
     synthetic_images: int = 400
     synthetic_size: int = 192
+    #: share of patches drawn from the synthetic images (None: in proportion to the counts)
+    p_synthetic: float | None = None
     # noise mixture (probabilities, normalised when drawn)
     p_gaussian: float = 0.35
     p_spatially_variant: float = 0.25
@@ -72,6 +74,8 @@ class TrainingConfig:
             raise ValueError("sigma_max must be positive")
         if not 0 <= self.sigma_range[0] <= self.sigma_range[1] <= self.sigma_max:
             raise ValueError("sigma_range must satisfy 0 <= low <= high <= sigma_max")
+        if self.p_synthetic is not None and not 0.0 <= self.p_synthetic <= 1.0:
+            raise ValueError(f"p_synthetic must be in [0, 1], got {self.p_synthetic}")
         probs = (self.p_gaussian, self.p_spatially_variant, self.p_poisson, self.p_salt_and_pepper)
         if min(probs) < 0 or sum(probs) <= 0:
             raise ValueError("noise mixture probabilities must be >= 0 and not all zero")

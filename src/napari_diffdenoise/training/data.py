@@ -44,11 +44,21 @@ def load_clean_images(folder: str | Path) -> list[np.ndarray]:
 class PatchSampler:
     """Random patches with the 8 dihedral transforms and a random intensity affine map."""
 
-    def __init__(self, images: list[np.ndarray], patch: int, seed: int = 0) -> None:
-        usable = [im for im in images if min(im.shape) >= patch]
-        if not usable:
+    def __init__(self, images: list[np.ndarray], patch: int, seed: int = 0,
+                 weights: list[float] | None = None) -> None:
+        """``weights``: relative probability of drawing each image (default: uniform)."""
+        if weights is not None and len(weights) != len(images):
+            raise ValueError(f"{len(weights)} weights for {len(images)} images")
+        keep = [i for i, im in enumerate(images) if min(im.shape) >= patch]
+        if not keep:
             raise ValueError(f"no training image is at least {patch}×{patch} pixels")
-        self.images = usable
+        self.images = [images[i] for i in keep]
+        self.p = None
+        if weights is not None:
+            w = np.asarray([weights[i] for i in keep], dtype=np.float64)
+            if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError("image weights must be finite, >= 0 and not all zero")
+            self.p = w / w.sum()
         self.patch = patch
         self.rng = np.random.default_rng(seed)
 
@@ -56,7 +66,8 @@ class PatchSampler:
         p = self.patch
         out = np.empty((n, 1, p, p), dtype=np.float32)
         for i in range(n):
-            im = self.images[self.rng.integers(len(self.images))]
+            k = self.rng.integers(len(self.images)) if self.p is None else self.rng.choice(len(self.images), p=self.p)
+            im = self.images[k]
             r = self.rng.integers(im.shape[0] - p + 1)
             c = self.rng.integers(im.shape[1] - p + 1)
             crop = im[r : r + p, c : c + p]

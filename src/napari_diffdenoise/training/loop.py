@@ -132,7 +132,12 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True) -> Iterator[TrainPro
         meta = load_checkpoint(ckpt, model, ema, opt)
         start, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
     images, holdout = _build_images(cfg)
-    sampler = PatchSampler(images, cfg.patch_size, seed=cfg.seed + start)
+    weights = None
+    n_synth = cfg.synthetic_images
+    if cfg.p_synthetic is not None and 0 < n_synth < len(images):
+        n_nat = len(images) - n_synth
+        weights = [(1 - cfg.p_synthetic) / n_nat] * n_nat + [cfg.p_synthetic / n_synth] * n_synth
+    sampler = PatchSampler(images, cfg.patch_size, seed=cfg.seed + start, weights=weights)
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + start)
     log_path = out_dir / "train_log.jsonl"
     t0 = time.perf_counter()
