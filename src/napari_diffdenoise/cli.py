@@ -103,7 +103,7 @@ def _cmd_train(args) -> int:
             print(f"step {p.step}/{p.total} loss {p.loss:.5f} lr {p.lr:.2e} "
                   f"{p.elapsed_s / 60:.1f} min{val}", flush=True)
 
-    train_model(cfg, resume=not args.fresh, progress=progress)
+    train_model(cfg, resume=not args.fresh, stop_at_step=args.stop_at_step, progress=progress)
     print(f"model written to {Path(cfg.output) / cfg.name}.safetensors")
     return 0
 
@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--stop-at-step", type=int, default=None,
+                   help="pause at this step (checkpoint written, schedule unchanged)")
     p.set_defaults(func=_cmd_train)
     return parser
 

@@ -141,5 +141,10 @@ def test_tiny_train_then_denoise(tmp_path):
     # resuming continues from the checkpoint instead of starting again
     cfg2 = TrainingConfig.from_dict({**cfg.to_dict(), "steps": 130})
     more = []
+    train_model(cfg2, stop_at_step=125, progress=more.append)  # a pause, not an end
+    assert [p.step for p in more] == list(range(121, 126))
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["step"] == 125
+    from napari_diffdenoise.training.loop import _lr_at
+    assert more[-1].lr == pytest.approx(_lr_at(124, cfg2))  # the 130-step schedule, not 125
     train_model(cfg2, progress=more.append)
     assert [p.step for p in more] == list(range(121, 131))

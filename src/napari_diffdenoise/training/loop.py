@@ -98,8 +98,12 @@ def _validate(ema, holdout, cfg, device) -> dict[str, float]:
     return {f"gaussian{s}": float(np.mean(v)) for s, v in psnrs.items()}
 
 
-def iter_train(cfg: TrainingConfig, *, resume: bool = True) -> Iterator[TrainProgress]:
+def iter_train(cfg: TrainingConfig, *, resume: bool = True,
+               stop_at_step: int | None = None) -> Iterator[TrainProgress]:
     """Train (or resume) the model described by ``cfg``; yields progress, returns the EMA model.
+
+    ``stop_at_step`` pauses the run at that step (checkpoint and model written) without
+    changing its learning-rate schedule, so a later resume continues the same run.
 
     Writes ``<output>/checkpoint.{safetensors,json}`` every ``checkpoint_every`` steps and at the
     end, ``<output>/train_log.jsonl`` (one line per log/validation step) and
@@ -168,7 +172,10 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True) -> Iterator[TrainPro
 
     from ..diffusion.forward import sample_train_time, straight_path
 
-    while step < cfg.steps:
+    if stop_at_step is not None and stop_at_step < 1:
+        raise ValueError(f"stop_at_step must be >= 1, got {stop_at_step}")
+    end = cfg.steps if stop_at_step is None else min(cfg.steps, stop_at_step)
+    while step < end:
         elapsed = elapsed_before + time.perf_counter() - t0
         if cfg.max_minutes and elapsed > 60 * cfg.max_minutes:
             break
@@ -221,6 +228,7 @@ def train_model(
     config: TrainingConfig | dict | None = None,
     *,
     resume: bool = True,
+    stop_at_step: int | None = None,
     progress: Callable[[TrainProgress], Any] | None = None,
 ):
     """Train a denoiser from a :class:`TrainingConfig` (or dict); returns the EMA model.
@@ -234,7 +242,7 @@ def train_model(
         cfg = TrainingConfig.from_dict(config)
     else:
         cfg = config
-    gen = iter_train(cfg, resume=resume)
+    gen = iter_train(cfg, resume=resume, stop_at_step=stop_at_step)
     while True:
         try:
             p = next(gen)
