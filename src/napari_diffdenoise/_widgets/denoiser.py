@@ -92,7 +92,7 @@ class DenoiserWidget(QWidget):
         for name in list_models():
             self.model_combo.addItem(name, name)
         self.model_combo.setToolTip("default: one network call; fast: the same in bfloat16 where the "
-                                    "hardware has it (~3× faster); quality: 8-fold self-ensemble; "
+                                    "hardware has it (~2× faster); quality: 8-fold self-ensemble; "
                                     "fine-tuned models appear here too")
         self.sampler_combo = QComboBox()
         self.sampler_combo.addItem("model default", PRESET)

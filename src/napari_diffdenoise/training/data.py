@@ -66,7 +66,8 @@ class PatchSampler:
         p = self.patch
         out = np.empty((n, 1, p, p), dtype=np.float32)
         for i in range(n):
-            k = self.rng.integers(len(self.images)) if self.p is None else self.rng.choice(len(self.images), p=self.p)
+            n_im = len(self.images)
+            k = self.rng.integers(n_im) if self.p is None else self.rng.choice(n_im, p=self.p)
             im = self.images[k]
             r = self.rng.integers(im.shape[0] - p + 1)
             c = self.rng.integers(im.shape[1] - p + 1)
