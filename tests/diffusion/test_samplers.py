@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_diffdenoise.diffusion.forward import sample_train_time, straight_path
+from napari_diffdenoise.diffusion.forward import mixed_path, sample_train_time, straight_path
 from napari_diffdenoise.diffusion.samplers import SAMPLERS, iter_sample, sample
 from napari_diffdenoise.diffusion.schedule import pixel_schedule
 from napari_diffdenoise.model.unet import TimeUNet, UNetConfig
@@ -145,3 +145,29 @@ def test_bad_sampler_arguments(net, kwargs, match):
     y, tau = _inputs()
     with pytest.raises(ValueError, match=match):
         sample(net, y, tau, **kwargs)
+
+
+def test_mixed_path_noise_level_and_share():
+    """Partly fresh noise: level t·σ_max, correlation ρ with the observation's own noise."""
+    g = torch.Generator().manual_seed(9)
+    sigma_max, tau0, t0 = 0.5, 0.6, 0.3
+    x0 = torch.rand(3, 1, 128, 128, generator=g)
+    tau_y = torch.full_like(x0, tau0)
+    y = x0 + tau0 * sigma_max * torch.randn(x0.shape, generator=g)
+    t = torch.full_like(x0, t0)
+    rho = torch.tensor([1.0, 0.5, 0.0]).view(3, 1, 1, 1)
+    x_t = mixed_path(x0, y, t, tau_y, rho, sigma_max, torch.randn(x0.shape, generator=g))
+    torch.testing.assert_close(x_t[:1], straight_path(x0, y, t, tau_y)[:1])
+    for i, r in enumerate((1.0, 0.5, 0.0)):
+        resid, own = (x_t[i] - x0[i]).flatten(), (y[i] - x0[i]).flatten()
+        assert float(resid.std()) == pytest.approx(t0 * sigma_max, rel=0.03)
+        corr = float(torch.corrcoef(torch.stack([resid, own]))[0, 1])
+        assert corr == pytest.approx(r, abs=0.03)
+    # at the observation's time the result is y, where τ_y = 0 it is x0, whatever ρ is
+    tau_y[..., :8, :] = 0.0
+    t = torch.where(tau_y > 0, tau_y, torch.zeros_like(tau_y))
+    x_t = mixed_path(x0, y, t, tau_y, rho, sigma_max, torch.randn(x0.shape, generator=g))
+    torch.testing.assert_close(x_t[..., 8:, :], y[..., 8:, :])
+    torch.testing.assert_close(x_t[..., :8, :], x0[..., :8, :])
+    with pytest.raises(ValueError, match="rho"):
+        mixed_path(x0, y, t, tau_y, rho + 1, sigma_max, torch.randn(x0.shape))

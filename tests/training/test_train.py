@@ -66,7 +66,8 @@ def test_fill_missing_interpolates_from_neighbours():
 
 
 @pytest.mark.parametrize("kw", [dict(steps=0), dict(patch_size=20), dict(sigma_range=(0.1, 0.9)),
-                                dict(p_gaussian=-1), dict(p_synthetic=1.5)])
+                                dict(p_gaussian=-1), dict(p_synthetic=1.5),
+                                dict(p_fresh_noise=-0.1)])
 def test_bad_config(kw):
     with pytest.raises(ValueError):
         TrainingConfig(**kw)
@@ -121,7 +122,7 @@ def test_tiny_train_then_denoise(tmp_path):
         channels=(16, 32), steps=120, batch_size=8, patch_size=32, lr=2e-3, warmup_steps=10,
         synthetic_images=0, p_gaussian=1, p_spatially_variant=0, p_poisson=0,
         p_salt_and_pepper=0, sigma_range=(0.1, 0.2), log_every=20, val_every=60,
-        checkpoint_every=60, seed=0)
+        checkpoint_every=60, seed=0, p_fresh_noise=0.5)
     seen = []
     train_model(cfg, progress=seen.append)
     assert [p.step for p in seen] == list(range(1, 121))

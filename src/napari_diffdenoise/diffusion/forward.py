@@ -2,12 +2,18 @@
 
 ``x_t = x0 + (t / τ_y) · (y − x0)`` per pixel, with ``t ≤ τ_y`` and ``x_t = x0`` where τ_y = 0.
 The noise left in ``x_t`` has level ``t · σ_max`` at every pixel, whatever the noise type.
+
+On that path ``x0`` is an exact function of ``x_t`` and ``y`` wherever ``t < τ_y``
+(``x0 = (τ_y·x_t − t·y) / (τ_y − t)``), so a network trained only there can learn that shortcut
+instead of denoising, and a sampler that adds fresh noise (stochastic InDI) feeds it states it
+never saw. :func:`mixed_path` keeps only a share ``ρ`` of the observation's own noise and makes
+up the rest with fresh Gaussian noise at the same level.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["straight_path", "sample_train_time"]
+__all__ = ["straight_path", "mixed_path", "sample_train_time"]
 
 
 def straight_path(
@@ -21,6 +27,31 @@ def straight_path(
         raise ValueError("t must not exceed τ_y (the observation's own time) anywhere")
     frac = torch.where(tau_y > 0, t / tau_y.clamp_min(1e-12), torch.zeros_like(tau_y))
     return x0 + frac * (y - x0)
+
+
+def mixed_path(
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    t: torch.Tensor,
+    tau_y: torch.Tensor,
+    rho: torch.Tensor,
+    sigma_max: float,
+    eps: torch.Tensor,
+) -> torch.Tensor:
+    """``x0 + ρ·(t/τ_y)·(y − x0) + sqrt(1 − ρ²)·t·σ_max·ε``: noise of level ``t·σ_max`` of which
+    a share ``ρ`` (in [0, 1], broadcast per sample) is the observation's own noise.
+
+    ``ρ = 1`` is :func:`straight_path`. Where ``t = τ_y > 0`` the result is ``y`` whatever ``ρ``
+    is (the observation is the start of every sampler); where ``τ_y = 0`` it is ``x0``. ``eps`` is standard Gaussian noise shaped
+    like ``x0``.
+    """
+    if torch.any((rho < 0) | (rho > 1)):
+        raise ValueError("rho must lie in [0, 1]")
+    path = straight_path(x0, y, t, tau_y)
+    at_obs = (t >= tau_y) & (tau_y > 0)
+    rho = torch.where(at_obs, torch.ones_like(t), rho.expand_as(t))
+    fresh = torch.sqrt((1.0 - rho**2).clamp_min(0.0)) * t * sigma_max * eps
+    return torch.where(at_obs, y, x0 + rho * (path - x0) + fresh)
 
 
 def sample_train_time(

@@ -53,6 +53,10 @@ class TrainingConfig:
     # schedule of the training times
     p_at_observation: float = 0.5
     p_smooth_time: float = 0.2
+    #: share of the samples below the observation's time (t < τ_y) whose noise is only partly
+    #: the observation's own (a random share ρ ~ U[0, 1], the rest fresh Gaussian noise; see
+    #: ``diffusion.forward.mixed_path``): what multi-step and stochastic samplers produce
+    p_fresh_noise: float = 0.0
     # bookkeeping
     seed: int = 0
     threads: int | None = None
@@ -76,6 +80,8 @@ class TrainingConfig:
             raise ValueError("sigma_range must satisfy 0 <= low <= high <= sigma_max")
         if self.p_synthetic is not None and not 0.0 <= self.p_synthetic <= 1.0:
             raise ValueError(f"p_synthetic must be in [0, 1], got {self.p_synthetic}")
+        if not 0.0 <= self.p_fresh_noise <= 1.0:
+            raise ValueError(f"p_fresh_noise must be in [0, 1], got {self.p_fresh_noise}")
         probs = (self.p_gaussian, self.p_spatially_variant, self.p_poisson, self.p_salt_and_pepper)
         if min(probs) < 0 or sum(probs) <= 0:
             raise ValueError("noise mixture probabilities must be >= 0 and not all zero")

@@ -170,7 +170,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
             "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
             "config": cfg.to_dict()})
 
-    from ..diffusion.forward import sample_train_time, straight_path
+    from ..diffusion.forward import mixed_path, sample_train_time, straight_path
 
     if stop_at_step is not None and stop_at_step < 1:
         raise ValueError(f"stop_at_step must be >= 1, got {stop_at_step}")
@@ -186,7 +186,15 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
         y, tau_y = corrupt(x0, cfg, gen)
         t = sample_train_time(tau_y, p_at_observation=cfg.p_at_observation,
                               p_smooth_field=cfg.p_smooth_time, generator=gen)
-        x_t = straight_path(x0, y, t, tau_y)
+        if cfg.p_fresh_noise > 0:
+            b = x0.shape[0]
+            rho = torch.rand(b, 1, 1, 1, generator=gen)
+            rho = torch.where(torch.rand(b, 1, 1, 1, generator=gen) < cfg.p_fresh_noise,
+                              rho, torch.ones_like(rho))
+            x_t = mixed_path(x0, y, t, tau_y, rho, cfg.sigma_max,
+                             torch.randn(x0.shape, generator=gen))
+        else:
+            x_t = straight_path(x0, y, t, tau_y)
         x0, y, t, x_t = (a.to(device) for a in (x0, y, t, x_t))
         pred = model(x_t, y, t)
         loss = torch.sqrt((pred - x0) ** 2 + cfg.charbonnier_eps**2).mean()
