@@ -659,9 +659,11 @@ def section_steps(cfg: Config) -> list[str]:
             configs.append((f"{sampler}" + (" η=0" if sampler == "indi" else ""), sampler, 0.0, k, 1))
     configs.append(("indi η=0.5, 1 sample", "indi", 0.5, 4, 1))
     configs.append(("indi η=0.5, mean of 4", "indi", 0.5, 4, 4))
-    rows = []
+    configs.append(("indi η=1, mean of 4", "indi", 1.0, 4, 4))
+    rows, calibration = [], []
     for label, sampler, eta, k, samples in configs:
         ps, ss, ts = [], [], []
+        err_all, std_all = [], []
         for name, img in images:
             clean = img.astype(np.float64)
             noisy = add_noise(clean, "gaussian", sigma=sigma, seed=seed_for("gaussian", name, 25))
@@ -671,7 +673,18 @@ def section_steps(cfg: Config) -> list[str]:
             ps.append(psnr(clean, e, 255))
             ss.append(ssim(clean, e, 255))
             ts.append(sec)
+            if res.std is not None:
+                err_all.append(np.abs(res.image.astype(np.float64) - clean).ravel())
+                std_all.append(res.std.astype(np.float64).ravel())
         log(f"steps {label} K={k}: {np.mean(ps):.2f} dB")
+        if std_all:
+            err, std = np.concatenate(err_all), np.concatenate(std_all)
+            # per-pixel correlation of the spread with the actual error, and whether its size
+            # matches the error (mean std against the RMS error: 1 = calibrated)
+            r = float(np.corrcoef(std, err)[0, 1])
+            calibration.append(f"| {label} | {r:.2f} | {std.mean():.2f} | "
+                               f"{np.sqrt(np.mean(err ** 2)):.2f} | "
+                               f"{std.mean() / np.sqrt(np.mean(err ** 2)):.2f} |")
         rows.append(f"| {label} | {k} | {samples} | {k * samples} | {np.mean(ps):.2f} | "
                     f"{np.mean(ss):.4f} | {np.mean(ts):.2f} |")
     return [f"Images: Set12 {describe_images(images)}, Gaussian σ = 25 (same noise as the gaussian "
@@ -679,7 +692,12 @@ def section_steps(cfg: Config) -> list[str]:
             "", "| sampler | K steps | samples | NFE | PSNR | SSIM | s / image |",
             "|---|---|---|---|---|---|---|", *rows, "",
             "K = 1 of origin / cold / indi is one network call from τ to 0, i.e. the same as "
-            "direct (a consistency check)."]
+            "direct (a consistency check).",
+            *(["", "Uncertainty of the stochastic runs (all pixels of these images, grey levels): "
+               "Pearson r between the per-pixel spread of the samples (`return_std`) and the "
+               "actual error of their mean, and the mean spread against the RMS error.",
+               "", "| sampler | r(std, abs err) | mean std | RMS error | mean std / RMS error |",
+               "|---|---|---|---|---|", *calibration] if calibration else [])]
 
 
 def _median_time(fn: Callable, repeats: int, warmup: bool) -> float:
