@@ -42,8 +42,8 @@ def mixed_path(
     a share ``ρ`` (in [0, 1], broadcast per sample) is the observation's own noise.
 
     ``ρ = 1`` is :func:`straight_path`. Where ``t = τ_y > 0`` the result is ``y`` whatever ``ρ``
-    is (the observation is the start of every sampler); where ``τ_y = 0`` it is ``x0``. ``eps`` is standard Gaussian noise shaped
-    like ``x0``.
+    is (the observation is the start of every sampler); where ``τ_y = 0`` it is ``x0``.
+    ``eps`` is standard Gaussian noise shaped like ``x0``.
     """
     if torch.any((rho < 0) | (rho > 1)):
         raise ValueError("rho must lie in [0, 1]")
