@@ -682,9 +682,9 @@ def section_steps(cfg: Config) -> list[str]:
             # per-pixel correlation of the spread with the actual error, and whether its size
             # matches the error (mean std against the RMS error: 1 = calibrated)
             r = float(np.corrcoef(std, err)[0, 1])
-            calibration.append(f"| {label} | {r:.2f} | {std.mean():.2f} | "
-                               f"{np.sqrt(np.mean(err ** 2)):.2f} | "
-                               f"{std.mean() / np.sqrt(np.mean(err ** 2)):.2f} |")
+            rmse = float(np.sqrt(np.mean(err**2)))
+            calibration.append(f"| {label} | {r:.2f} | {std.mean():.2f} | {rmse:.2f} | "
+                               f"{std.mean() / rmse:.2f} |")
         rows.append(f"| {label} | {k} | {samples} | {k * samples} | {np.mean(ps):.2f} | "
                     f"{np.mean(ss):.4f} | {np.mean(ts):.2f} |")
     return [f"Images: Set12 {describe_images(images)}, Gaussian σ = 25 (same noise as the gaussian "

@@ -48,9 +48,8 @@ def mixed_path(
     if torch.any((rho < 0) | (rho > 1)):
         raise ValueError("rho must lie in [0, 1]")
     path = straight_path(x0, y, t, tau_y)
-    at_obs = (t >= tau_y) & (tau_y > 0)
-    rho = torch.where(at_obs, torch.ones_like(t), rho.expand_as(t))
     fresh = torch.sqrt((1.0 - rho**2).clamp_min(0.0)) * t * sigma_max * eps
+    at_obs = (t >= tau_y) & (tau_y > 0)
     return torch.where(at_obs, y, x0 + rho * (path - x0) + fresh)
 
 
