@@ -53,3 +53,30 @@ def test_errors_exit_2(tmp_path, capsys):
     assert main(["denoise", str(path), str(tmp_path / "o.tif"), "--model", "nope"]) == 2
     assert "available" in capsys.readouterr().err
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_train_fine_tunes_from_a_named_model(tmp_path, capsys):
+    from skimage import data, io
+
+    from napari_diffdenoise import load_model
+
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    for i in range(2):
+        io.imsave(train_dir / f"{i}.png", data.camera()[i * 64 : i * 64 + 64, :64],
+                  check_contrast=False)
+    base = load_model("default")
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({
+        "name": "tuned", "channels": list(base.info.architecture.channels),
+        "train_dir": str(train_dir), "holdout": 0, "synthetic_images": 0, "steps": 2,
+        "batch_size": 2, "patch_size": 32, "log_every": 1, "checkpoint_every": 2}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(recipe), "--output", str(out),
+                 "--init-from", "default"]) == 0
+    training = json.loads((out / "tuned.json").read_text())["training"]
+    assert training["init_from"]["path"] == str(base.path)
+    assert training["total_steps"] == base.info.training.get("total_steps", base.info.training["steps"]) + 2
+    assert main(["train", "--config", str(recipe), "--output", str(tmp_path / "r2"),
+                 "--init-from", "no_such_model"]) == 2
+    assert "available" in capsys.readouterr().err

@@ -43,7 +43,34 @@ def test_poisson_corruption_variance_follows_signal():
     y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(2))
     var = (y - x0).pow(2).mean((0, 1, 2))
     torch.testing.assert_close(var, x0[0, 0, 0] / 50, rtol=0.15, atol=2e-4)
-    torch.testing.assert_close(tau[0, 0, 0], torch.sqrt(x0[0, 0, 0] / 50) / cfg.sigma_max)
+    # the time map follows the signal, as estimated from the noisy observation (away from the
+    # reflected borders of the ramp)
+    inner = (slice(None), 0, slice(8, -8), slice(8, -8))
+    expected = torch.sqrt(x0 / 50)[inner] / cfg.sigma_max
+    torch.testing.assert_close(tau[inner].mean(0), expected.mean(0), rtol=0.03, atol=1e-3)
+    torch.testing.assert_close(tau[inner], expected, rtol=0.15, atol=1e-3)
+
+
+def test_poisson_time_map_comes_from_the_observation_not_the_clean_image():
+    # A σ map computed from the clean signal hands the network the clean image (a leak it learns
+    # to exploit; at inference it only gets a map estimated from the noisy data).
+    from napari_diffdenoise.training.data import observed_poisson_sigma
+
+    cfg = _cfg(p_gaussian=0, p_spatially_variant=0, p_poisson=1, p_salt_and_pepper=0,
+               read_noise_max=0.0, photons_range=(50, 50))
+    x0 = torch.full((8, 1, 64, 64), 0.2)
+    x0[..., ::2, ::2] = 0.9  # pixel-level structure the clean-signal map would copy
+    y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(4))
+    zero = torch.zeros(8, 1, 1, 1)
+    same = observed_poisson_sigma(y, torch.full((8, 1, 1, 1), 50.0), zero) / cfg.sigma_max
+    torch.testing.assert_close(tau, same.clamp(0, 1))
+    on, off = tau[..., ::2, ::2].mean(), tau[..., 1::2, 1::2].mean()
+    clean_contrast = (np.sqrt(0.9 / 50) - np.sqrt(0.2 / 50)) / cfg.sigma_max
+    assert float(on - off) < 0.1 * clean_contrast
+    # dark regions keep a positive noise level (τ = 0 would leave those pixels untouched)
+    dark = observed_poisson_sigma(torch.zeros(2, 1, 32, 32), torch.full((2, 1, 1, 1), 50.0),
+                                  torch.zeros(2, 1, 1, 1))
+    assert float(dark.min()) > 0
 
 
 def test_impulses_are_filled_and_get_their_own_time():
@@ -108,6 +135,40 @@ def test_missing_training_folder(tmp_path):
         train_model(cfg)
 
 
+def _tiny_model_file(tmp_path, channels=(8, 16)):
+    from napari_diffdenoise.model.unet import TimeUNet, UNetConfig
+    from napari_diffdenoise.model.weights import ModelInfo, save_model
+
+    arch = UNetConfig(channels=channels)
+    torch.manual_seed(0)
+    net = TimeUNet(arch)
+    torch.nn.init.normal_(net.tail.weight, std=0.01)
+    return net, save_model(net, tmp_path / "base", ModelInfo("base", arch, 0.5))
+
+
+def test_init_weights_from_a_model_file(tmp_path):
+    from napari_diffdenoise.model.unet import TimeUNet, UNetConfig
+    from napari_diffdenoise.training.checkpoint import init_weights
+
+    net, path = _tiny_model_file(tmp_path)
+    model, ema = TimeUNet(UNetConfig(channels=(8, 16))), TimeUNet(UNetConfig(channels=(8, 16)))
+    init_weights(path, model, ema)
+    for other in (model, ema):
+        for a, b in zip(net.state_dict().values(), other.state_dict().values()):
+            torch.testing.assert_close(a, b)
+    wrong = TimeUNet(UNetConfig(channels=(8, 24)))
+    with pytest.raises(ValueError, match="does not fit"):
+        init_weights(path, wrong, TimeUNet(UNetConfig(channels=(8, 24))))
+    with pytest.raises(OSError, match="not found"):
+        init_weights(tmp_path / "missing.safetensors", model, ema)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x80\x04not a safetensors file")
+    before = junk.read_bytes()
+    with pytest.raises(OSError, match="not a valid safetensors"):
+        init_weights(junk, model, ema)
+    assert junk.read_bytes() == before
+
+
 @pytest.mark.slow
 def test_tiny_train_then_denoise(tmp_path):
     from skimage import data, io
@@ -149,3 +210,19 @@ def test_tiny_train_then_denoise(tmp_path):
     assert more[-1].lr == pytest.approx(_lr_at(124, cfg2))  # the 130-step schedule, not 125
     train_model(cfg2, progress=more.append)
     assert [p.step for p in more] == list(range(121, 131))
+
+    # a warm restart: new run, weights (raw and EMA) from that checkpoint, a fresh schedule
+    ckpt = tmp_path / "run" / "checkpoint.safetensors"
+    cfg3 = TrainingConfig.from_dict({**cfg.to_dict(), "output": str(tmp_path / "warm"),
+                                     "steps": 4, "init_from": str(ckpt), "val_every": 4})
+    warm = []
+    train_model(cfg3, progress=warm.append)
+    assert [p.step for p in warm] == [1, 2, 3, 4]
+    assert warm[0].lr == pytest.approx(cfg.lr / cfg.warmup_steps)  # warm-up starts again
+    # the EMA went on from the base model's: the same validation to within what 4 tiny steps do
+    assert warm[-1].val_psnr["gaussian25"] == pytest.approx(seen[-1].val_psnr["gaussian25"],
+                                                            abs=0.5)
+    meta3 = json.loads((tmp_path / "warm" / "tiny.json").read_text())["training"]
+    assert meta3["steps"] == 4 and meta3["total_steps"] == 134
+    assert meta3["init_from"]["steps"] == 130
+

@@ -3,6 +3,7 @@ counters). Nothing is pickled, so a checkpoint from anywhere is safe to load."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 
 from .._atomic import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "init_weights"]
 
 
 def save_checkpoint(
@@ -74,3 +75,57 @@ def load_checkpoint(
         group.update({k: v for k, v in saved.items() if k in group})
     optimizer.load_state_dict(opt_state)
     return meta
+
+
+def init_weights(path: str | Path, model: torch.nn.Module, ema: torch.nn.Module) -> dict[str, Any]:
+    """Load the weights of a checkpoint (raw → ``model``, EMA → ``ema``), of a model file or of a
+    named model such as ``"default"`` (into both) for a warm restart or a fine-tuning run;
+    returns what is known of where they came from.
+
+    ``OSError`` for a missing or unreadable file, ``ValueError`` when the tensors do not fit the
+    architecture. Nothing is unpickled.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    key = os.fspath(path)
+    if not Path(key).exists() and not Path(key).suffix and "/" not in key and os.sep not in key:
+        from ..model.registry import load_model
+
+        path = load_model(key).path  # a model name: LookupError lists the available ones
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
+    if not path.is_file():
+        raise OSError(f"init_from: {path} not found")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise OSError(f"init_from: {path} is not a valid safetensors file: {exc}") from exc
+    if any(k.startswith("ema.") for k in tensors):
+        raw = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        avg = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    else:
+        raw = avg = tensors
+    try:
+        model.load_state_dict({k: v.float() for k, v in raw.items()}, strict=True)
+        ema.load_state_dict({k: v.float() for k, v in avg.items()}, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"init_from: {path} does not fit the architecture of this run: "
+                         f"{str(exc).splitlines()[0]}") from exc
+    origin: dict[str, Any] = {"path": str(path)}
+    meta_path = path.with_suffix(".json")
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            meta = {}
+        steps = meta.get("step", meta.get("training", {}).get("steps"))
+        if isinstance(steps, (int, float)):
+            origin["steps"] = int(steps)
+        base = meta.get("training", {}).get("init_from") or meta.get("init_from")
+        if isinstance(base, dict) and isinstance(base.get("total_steps"), int):
+            origin["total_steps"] = base["total_steps"] + origin.get("steps", 0)
+        elif "steps" in origin:
+            origin["total_steps"] = origin["steps"]
+    return origin

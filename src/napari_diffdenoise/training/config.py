@@ -57,6 +57,12 @@ class TrainingConfig:
     #: the observation's own (a random share ρ ~ U[0, 1], the rest fresh Gaussian noise; see
     #: ``diffusion.forward.mixed_path``): what multi-step and stochastic samplers produce
     p_fresh_noise: float = 0.0
+    #: start a new run from these weights (a training ``checkpoint.safetensors``, whose EMA and
+    #: raw weights are both taken, a model ``.safetensors`` file, or a model name such as
+    #: ``"default"``): a warm restart or fine-tuning run with a fresh
+    #: optimiser and learning-rate schedule. Ignored when ``output`` already holds a checkpoint
+    #: (that run is resumed instead).
+    init_from: str | None = None
     # bookkeeping
     seed: int = 0
     threads: int | None = None

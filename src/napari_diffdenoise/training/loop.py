@@ -114,7 +114,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     from ..engine.device import resolve_device
     from ..model.unet import TimeUNet, UNetConfig
     from ..model.weights import ModelInfo, save_model
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import init_weights, load_checkpoint, save_checkpoint
     from .data import PatchSampler, corrupt
 
     if cfg.threads:
@@ -132,9 +132,13 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt = out_dir / "checkpoint"
     start, elapsed_before = 0, 0.0
+    origin: dict[str, Any] | None = None
     if resume and ckpt.with_suffix(".safetensors").is_file():
         meta = load_checkpoint(ckpt, model, ema, opt)
         start, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+        origin = meta.get("init_from")
+    elif cfg.init_from:
+        origin = init_weights(cfg.init_from, model, ema)
     images, holdout = _build_images(cfg)
     weights = None
     n_synth = cfg.synthetic_images
@@ -160,6 +164,8 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
                 "device": str(device),
                 "data": f"{len(images) - cfg.synthetic_images} natural images ({Path(cfg.train_dir or default_train_dir()).name}) + {cfg.synthetic_images} synthetic fluorescence images",
                 "recipe": cfg.to_dict(),
+                **({"init_from": origin,
+                    "total_steps": origin.get("total_steps", 0) + step} if origin else {}),
             },
             description=f"TimeUNet {list(cfg.channels)}, trained {step} steps",
         )
@@ -168,7 +174,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     def checkpoint() -> None:
         save_checkpoint(ckpt, model, ema, opt, {
             "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
-            "config": cfg.to_dict()})
+            "config": cfg.to_dict(), **({"init_from": origin} if origin else {})})
 
     from ..diffusion.forward import mixed_path, sample_train_time, straight_path
 
