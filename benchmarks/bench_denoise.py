@@ -893,8 +893,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="development run: 3 images per section, 128² crops, fewer levels")
     p.add_argument("--model", default="default", help="model name or .safetensors path")
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "bench_denoise.md",
-                   help="markdown output (written atomically after every section)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="markdown output (written atomically after every section); default "
+                        "docs/bench_denoise.md, or benchmarks/.cache/baselines_only.md with "
+                        "--baselines-only (its stand-in rows must not replace the published tables)")
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--data", type=Path, default=(REPO.parent / "shared" / "data"),
@@ -909,6 +911,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baselines-only", action="store_true",
                    help="fill the baseline cache only (skip our denoiser), e.g. while a model trains")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = (REPO / "benchmarks" / ".cache" / "baselines_only.md" if args.baselines_only
+                    else REPO / "docs" / "bench_denoise.md")
     args.data = args.data.resolve()
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in chosen if s not in SECTIONS]
