@@ -30,9 +30,9 @@ class Preset:
 
 
 #: Chosen by measurement (docs/bench_denoise.md): ``direct`` (one network call) gives the best
-#: PSNR per compute (more steps lose PSNR with this model); bfloat16 halves the time where the
-#: hardware has it for about -0.01 dB; the 8-fold flip/rotation self-ensemble buys 0.09-0.13 dB for
-#: 8× the time.
+#: PSNR per compute (more steps lose PSNR with this model); bfloat16 halves the time on CPUs with
+#: AMX for about -0.01 dB (no gain with AVX-512 BF16 alone); the 8-fold flip/rotation
+#: self-ensemble buys 0.09-0.11 dB for 8× the time.
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
     "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where the device runs it natively "

@@ -167,7 +167,9 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
                 **({"init_from": origin,
                     "total_steps": origin.get("total_steps", 0) + step} if origin else {}),
             },
-            description=f"TimeUNet {list(cfg.channels)}, trained {step} steps",
+            description=f"TimeUNet {list(cfg.channels)}, trained {step} steps"
+            + (f" from a {origin['total_steps']}-step model ({origin['total_steps'] + step} in all)"
+               if origin and "total_steps" in origin else ""),
         )
         save_model(ema, out_dir / cfg.name, info)
 
