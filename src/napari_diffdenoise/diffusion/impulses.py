@@ -13,11 +13,16 @@ from ..noise.report import IMPULSE_TIME
 __all__ = ["IMPULSE_TIME", "fill_missing"]
 
 
+def gaussian_kernel_1d(sigma: float, radius: int, device=None, dtype=None) -> torch.Tensor:
+    """Normalised 1-D Gaussian weights at offsets ``-radius..radius``."""
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
 def _gauss_kernel(sigma: float, device, dtype) -> torch.Tensor:
     r = max(1, int(round(3 * sigma)))
-    x = torch.arange(-r, r + 1, device=device, dtype=dtype)
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
+    g = gaussian_kernel_1d(sigma, r, device, dtype)
     return (g[:, None] * g[None, :]).view(1, 1, 2 * r + 1, 2 * r + 1)
 
 

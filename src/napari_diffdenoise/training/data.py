@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..diffusion.impulses import IMPULSE_TIME, fill_missing
+from ..diffusion.impulses import IMPULSE_TIME, fill_missing, gaussian_kernel_1d
 from ..noise.estimate import SIGNAL_SMOOTHING
 from .config import TrainingConfig
 
@@ -105,11 +105,11 @@ def _uniform(b: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian filter (truncated at 3σ, reflected borders) of ``(B, 1, H, W)``."""
+    """Separable Gaussian filter of ``(B, 1, H, W)``, truncated as scipy's
+    ``gaussian_filter(truncate=3.0)`` that ``curve_sigma_map`` uses at inference (mirrored
+    borders)."""
     radius = max(1, int(3.0 * sigma + 0.5))
-    k = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    k = torch.exp(-0.5 * (k / sigma) ** 2)
-    k = k / k.sum()
+    k = gaussian_kernel_1d(sigma, radius, x.device, x.dtype)
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
     x = F.conv2d(x, k.view(1, 1, 1, -1))
     return F.conv2d(x, k.view(1, 1, -1, 1))

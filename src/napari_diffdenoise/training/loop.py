@@ -153,6 +153,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     step = start
 
     def write_model() -> None:
+        base = origin.get("total_steps") if origin else None
         info = ModelInfo(
             name=cfg.name,
             architecture=arch,
@@ -164,12 +165,10 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
                 "device": str(device),
                 "data": f"{len(images) - cfg.synthetic_images} natural images ({Path(cfg.train_dir or default_train_dir()).name}) + {cfg.synthetic_images} synthetic fluorescence images",
                 "recipe": cfg.to_dict(),
-                **({"init_from": origin,
-                    "total_steps": origin.get("total_steps", 0) + step} if origin else {}),
+                **({"init_from": origin, "total_steps": (base or 0) + step} if origin else {}),
             },
             description=f"TimeUNet {list(cfg.channels)}, trained {step} steps"
-            + (f" from a {origin['total_steps']}-step model ({origin['total_steps'] + step} in all)"
-               if origin and "total_steps" in origin else ""),
+            + (f" from a {base}-step model ({base + step} in all)" if base is not None else ""),
         )
         save_model(ema, out_dir / cfg.name, info)
 
