@@ -110,6 +110,10 @@ def test_fast_preset_falls_back_where_bfloat16_is_emulated():
     assert resolve_precision("float32", cpu) is None
     assert resolve_precision("float16", cpu, preferred=True) is None
     assert resolve_precision("bfloat16", cpu, preferred=True) is (torch.bfloat16 if fast_bfloat16(cpu) else None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    if not amx:
+        # AVX-512 BF16 without AMX ran slower in bfloat16 (docs/bench_denoise.md): no "fast" there
+        assert not fast_bfloat16(cpu)
 
 
 def test_grad_mode_does_not_leak_between_progress_reports(noisy):

@@ -116,3 +116,37 @@ def test_user_models_are_listed(tmp_path, monkeypatch, saved):
     assert "tiny" in list_models()
     m = load_model("tiny")
     assert m.name == "tiny" and m.sampler == "direct"
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    net = TimeUNet(TINY)
+    with torch.no_grad():
+        net.tail.weight[0, 0, 0, 0] = float("nan")
+    path = save_model(net, tmp_path / "nan", ModelInfo("nan", TINY, 0.5))
+    before = path.read_bytes()
+    with pytest.raises(OSError, match="non-finite"):
+        load_weights(path)
+    assert path.read_bytes() == before
+
+
+def test_model_path_rules(tmp_path, monkeypatch, saved):
+    from napari_diffdenoise.model.registry import PRESETS, model_path
+
+    _, path = saved
+    p, preset = model_path("default")
+    assert preset is PRESETS["default"] and p.name == "default.safetensors"
+    # a path without the suffix, a sidecar path and the weights path name the same file
+    for key in (str(path.with_suffix("")), str(path.with_suffix(".json")), path):
+        assert model_path(key) == (path, None)
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(path.parent))
+    assert model_path("tiny") == (path, None)
+    with pytest.raises(LookupError, match="available: default"):
+        model_path("no-such-model")
+    other = tmp_path / "weights.pt"
+    other.write_bytes(b"x")
+    with pytest.raises(OSError, match="not a .safetensors"):
+        model_path(other)
+    with pytest.raises(OSError, match="not found"):
+        model_path(tmp_path / "gone" / "model")
+    with pytest.raises(TypeError):
+        model_path(3)

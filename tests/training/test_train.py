@@ -167,6 +167,15 @@ def test_init_weights_from_a_model_file(tmp_path):
     with pytest.raises(OSError, match="not a valid safetensors"):
         init_weights(junk, model, ema)
     assert junk.read_bytes() == before
+    with torch.no_grad():
+        net.tail.weight[0, 0, 0, 0] = float("inf")
+    from napari_diffdenoise.model.weights import ModelInfo, save_model
+
+    bad = save_model(net, tmp_path / "inf", ModelInfo("inf", UNetConfig(channels=(8, 16)), 0.5))
+    with pytest.raises(OSError, match="non-finite"):
+        init_weights(bad, model, ema)
+    with pytest.raises(LookupError, match="default"):
+        init_weights("no-such-model", model, ema)
 
 
 @pytest.mark.slow

@@ -343,8 +343,8 @@ def denoise(
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     precision : str, optional
         Arithmetic of the network: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (GPUs only);
-        the preset's choice when omitted (``"fast"`` uses bfloat16 where the device runs it
-        natively, everything else float32). Sampling arithmetic stays float32.
+        the preset's choice when omitted (``"fast"`` uses bfloat16 on CUDA GPUs with bf16 and
+        CPUs with AMX, where it is faster; everything else float32). Sampling arithmetic stays float32.
     seed : int, optional
         Seed for stochastic sampling (results are reproducible with a seed).
     progress : callable, optional

@@ -59,15 +59,21 @@ def resolve_device(device="auto"):
 
 
 def fast_bfloat16(dev) -> bool:
-    """Whether ``dev`` runs bfloat16 convolutions natively (faster than float32): CUDA GPUs
-    with bf16 support, CPUs with AVX-512 BF16 or AMX (oneDNN)."""
+    """Whether ``dev`` runs bfloat16 convolutions faster than float32: CUDA GPUs with bf16
+    support, and CPUs with AMX tiles (oneDNN's bf16 matrix units).
+
+    AVX-512 BF16 alone is not enough: on such a CPU (an AMD EPYC, 2 cores) the network ran
+    slower in bfloat16 than in float32 (0.69 against 0.57 s per 512² image,
+    ``docs/bench_denoise.md``, speed section), while a CPU with AMX ran it 1.8× faster.
+    """
     import torch
 
     if dev.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if dev.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
         try:
-            return bool(torch.backends.mkldnn.is_available()
+            return bool(amx is not None and amx() and torch.backends.mkldnn.is_available()
                         and torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):
             return False

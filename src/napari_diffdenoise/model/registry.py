@@ -16,7 +16,10 @@ from .weights import ModelInfo, load_weights
 if TYPE_CHECKING:  # pragma: no cover
     from .unet import TimeUNet
 
-__all__ = ["PRESETS", "LoadedModel", "list_models", "load_model", "user_models_dir", "bundled_dir"]
+__all__ = [
+    "PRESETS", "LoadedModel", "list_models", "load_model", "model_path", "user_models_dir",
+    "bundled_dir",
+]
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
     "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where the device runs it natively "
-                   "(CUDA, CPUs with AVX-512 BF16/AMX), else the same as default", "bfloat16"),
+                   "(CUDA GPUs, CPUs with AMX), else the same as default", "bfloat16"),
     "quality": Preset("default", "direct", 1, 8, "bundled model with 8-fold flip/rotation self-ensemble"),
 }
 
@@ -110,6 +113,26 @@ def load_model(name_or_path: "str | os.PathLike | LoadedModel" = "default") -> L
     """
     if isinstance(name_or_path, LoadedModel):
         return name_or_path
+    path, preset = model_path(name_or_path)
+    if preset is not None:
+        name, settings = os.fspath(name_or_path), preset
+    else:
+        name, settings = path.stem, Preset(path.stem, "direct", 1, 1, "")
+    net, info = _load_cached(str(path.resolve()), path.stat().st_mtime)
+    return LoadedModel(name=name, path=path, net=net, info=info, sampler=settings.sampler,
+                       steps=settings.steps, ensemble=settings.ensemble,
+                       precision=settings.precision)
+
+
+def model_path(name_or_path: "str | os.PathLike") -> tuple[Path, Preset | None]:
+    """Where the weights named by ``name_or_path`` are, and the preset it names (if any).
+
+    The one rule for names and paths, shared by :func:`load_model` and training warm starts:
+    a preset name, then a saved model's name, then a path (anything with a ``.safetensors`` or
+    ``.json`` suffix, a separator, or that exists; ``run/checkpoint`` means
+    ``run/checkpoint.safetensors``). ``LookupError`` (listing the available names) for an
+    unknown name, ``OSError`` for a missing or non-``.safetensors`` file. Loads nothing.
+    """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"model must be a name or a path, got {type(name_or_path).__name__}")
     key = os.fspath(name_or_path)
@@ -118,23 +141,19 @@ def load_model(name_or_path: "str | os.PathLike | LoadedModel" = "default") -> L
         path = bundled_dir() / f"{preset.weights}.safetensors"
         if not path.is_file():
             raise OSError(f"the bundled model file {path} is missing; reinstall napari-diffdenoise")
-        sampler, steps, ensemble, name = preset.sampler, preset.steps, preset.ensemble, key
-        precision = preset.precision
-    else:
-        user = _user_models()
-        p = Path(key)
-        if key in user:
-            path = user[key]
-        elif p.suffix in (".safetensors", ".json") or p.exists() or os.sep in key or "/" in key:
-            path = p.with_suffix(".safetensors") if p.suffix == ".json" else p
-            if not path.is_file():
-                raise OSError(f"model file {path} not found")
-            if path.suffix != ".safetensors":
-                raise OSError(f"{path} is not a .safetensors weight file")
-        else:
-            raise LookupError(f"unknown model {key!r}; available: {', '.join(list_models()) or 'none'}")
-        sampler, steps, ensemble, name = "direct", 1, 1, path.stem
-        precision = "float32"
-    net, info = _load_cached(str(Path(path).resolve()), Path(path).stat().st_mtime)
-    return LoadedModel(name=name, path=Path(path), net=net, info=info,
-                       sampler=sampler, steps=steps, ensemble=ensemble, precision=precision)
+        return path, preset
+    user = _user_models()
+    if key in user:
+        return user[key], None
+    p = Path(key)
+    if not (p.suffix in (".safetensors", ".json") or p.exists() or os.sep in key or "/" in key):
+        raise LookupError(f"unknown model {key!r}; available: {', '.join(list_models()) or 'none'}")
+    if p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+    elif p.suffix != ".safetensors" and not p.is_file():
+        p = p.with_name(p.name + ".safetensors")
+    if not p.is_file():
+        raise OSError(f"model file {p} not found")
+    if p.suffix != ".safetensors":
+        raise OSError(f"{p} is not a .safetensors weight file")
+    return p, None

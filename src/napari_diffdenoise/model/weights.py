@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._atomic import atomic_write
 from .unet import TimeUNet, UNetConfig
 
-__all__ = ["FORMAT_VERSION", "ModelInfo", "save_model", "read_info", "load_weights"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["FORMAT_VERSION", "ModelInfo", "save_model", "read_info", "read_tensors", "load_weights"]
 
 FORMAT_VERSION = 1
 
@@ -101,20 +104,38 @@ def read_info(path: str | Path) -> ModelInfo:
     )
 
 
-def load_weights(path: str | Path) -> tuple[TimeUNet, ModelInfo]:
-    """Build the network described by the sidecar and load its safetensors weights (float32)."""
+def read_tensors(path: str | Path) -> dict[str, "torch.Tensor"]:
+    """The tensors of a safetensors file (on the CPU), never unpickled.
+
+    ``OSError`` when the file is missing, is not a valid safetensors file (a pickle, truncated,
+    junk) or holds non-finite floating-point values. Shared by model loading and warm starts.
+    """
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise OSError(f"{path} not found")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise OSError(f"{path} is not a valid safetensors file: {exc}") from exc
+    for key, value in tensors.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise OSError(f"{path} holds non-finite values (in {key})")
+    return tensors
+
+
+def load_weights(path: str | Path) -> tuple[TimeUNet, ModelInfo]:
+    """Build the network described by the sidecar and load its safetensors weights (float32)."""
+    import torch
 
     weights_path, _ = _paths(path)
     if not weights_path.is_file():
         raise OSError(f"model weights {weights_path} not found")
     info = read_info(weights_path)
-    try:
-        tensors = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise OSError(f"{weights_path} is not a valid safetensors weight file: {exc}") from exc
+    tensors = read_tensors(weights_path)
     model = TimeUNet(info.architecture)
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     try:
@@ -122,9 +143,6 @@ def load_weights(path: str | Path) -> tuple[TimeUNet, ModelInfo]:
     except RuntimeError as exc:
         raise OSError(f"{weights_path} does not match its architecture description: "
                       f"{str(exc).splitlines()[0]}") from exc
-    for p in model.parameters():
-        if not torch.isfinite(p).all():
-            raise OSError(f"{weights_path} holds non-finite weights")
     model.eval()
     # Channels-last weights take oneDNN's fast convolution path: 2× faster on this 2-core CPU
     # (benchmarks/bench_denoise.py, speed section); outputs agree to ~1e-6.

@@ -3,7 +3,6 @@ counters). Nothing is pickled, so a checkpoint from anywhere is safe to load."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -82,26 +81,21 @@ def init_weights(path: str | Path, model: torch.nn.Module, ema: torch.nn.Module)
     named model such as ``"default"`` (into both) for a warm restart or a fine-tuning run;
     returns what is known of where they came from.
 
-    ``OSError`` for a missing or unreadable file, ``ValueError`` when the tensors do not fit the
-    architecture. Nothing is unpickled.
+    Names and paths follow :func:`~napari_diffdenoise.model.registry.model_path`; ``OSError`` for
+    a missing, unreadable or non-finite file, ``LookupError`` for an unknown name, ``ValueError``
+    when the tensors do not fit the architecture. Nothing is unpickled.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from ..model.registry import model_path
+    from ..model.weights import read_tensors
 
-    key = os.fspath(path)
-    if not Path(key).exists() and not Path(key).suffix and "/" not in key and os.sep not in key:
-        from ..model.registry import load_model
-
-        path = load_model(key).path  # a model name: LookupError lists the available ones
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_name(path.name + ".safetensors")
-    if not path.is_file():
-        raise OSError(f"init_from: {path} not found")
     try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise OSError(f"init_from: {path} is not a valid safetensors file: {exc}") from exc
+        path, _ = model_path(path)
+    except OSError as exc:
+        raise OSError(f"init_from: {exc}") from exc
+    try:
+        tensors = read_tensors(path)
+    except OSError as exc:
+        raise OSError(f"init_from: {exc}") from exc
     if any(k.startswith("ema.") for k in tensors):
         raw = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         avg = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
