@@ -80,3 +80,30 @@ def test_train_fine_tunes_from_a_named_model(tmp_path, capsys):
     assert main(["train", "--config", str(recipe), "--output", str(tmp_path / "r2"),
                  "--init-from", "no_such_model"]) == 2
     assert "available" in capsys.readouterr().err
+
+
+def test_train_takes_the_image_folder_and_device_on_the_command_line(tmp_path, capsys):
+    from skimage import data, io
+
+    train_dir = tmp_path / "images"
+    train_dir.mkdir()
+    for i in range(2):
+        io.imsave(train_dir / f"{i}.png", data.camera()[i * 64 : i * 64 + 64, :64],
+                  check_contrast=False)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({
+        "name": "cli", "channels": [8, 16], "train_dir": str(tmp_path / "elsewhere"),
+        "holdout": 0, "synthetic_images": 0, "steps": 2, "batch_size": 2, "patch_size": 32,
+        "log_every": 1, "checkpoint_every": 2}))
+    out = tmp_path / "run"
+    # the recipe's folder does not exist: the command line's wins
+    assert main(["train", "--config", str(recipe), "--output", str(out),
+                 "--train-dir", str(train_dir), "--device", "cpu"]) == 0
+    recipe_used = json.loads((out / "cli.json").read_text())["training"]["recipe"]
+    assert recipe_used["train_dir"] == str(train_dir) and recipe_used["device"] == "cpu"
+    assert main(["train", "--config", str(recipe), "--output", str(tmp_path / "r2"),
+                 "--train-dir", str(tmp_path / "none")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["train", "--config", str(recipe), "--output", str(tmp_path / "r3"),
+                 "--train-dir", str(train_dir), "--device", "tpu"]) == 2
+    assert "device" in capsys.readouterr().err

@@ -94,7 +94,9 @@ def _cmd_train(args) -> int:
     cfg = TrainingConfig.from_json(args.config) if args.config else TrainingConfig()
     overrides = {k: v for k, v in (("output", args.output), ("steps", args.steps),
                                    ("max_minutes", args.max_minutes),
-                                   ("init_from", args.init_from)) if v is not None}
+                                   ("init_from", args.init_from),
+                                   ("train_dir", args.train_dir),
+                                   ("device", args.device)) if v is not None}
     if overrides:
         cfg = TrainingConfig.from_dict({**cfg.to_dict(), **overrides})
 
@@ -138,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None,
                    help="start from these weights (checkpoint, .safetensors model or model name, "
                         "e.g. default) with a fresh schedule, unless the output holds a checkpoint")
+    p.add_argument("--train-dir", default=None,
+                   help="folder of clean training images (default: the recipe's, else "
+                        "../shared/data/train400 of a source checkout)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--stop-at-step", type=int, default=None,
                    help="pause at this step (checkpoint written, schedule unchanged)")

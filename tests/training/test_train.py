@@ -235,3 +235,75 @@ def test_tiny_train_then_denoise(tmp_path):
     assert meta3["steps"] == 4 and meta3["total_steps"] == 134
     assert meta3["init_from"]["steps"] == 130
 
+
+
+def _camera_crops(folder, n=3, size=96):
+    from skimage import data, io
+
+    cam = data.camera()
+    folder.mkdir()
+    for i in range(n):
+        io.imsave(folder / f"{i}.png", cam[i * 128 : i * 128 + size, 100 : 100 + size],
+                  check_contrast=False)
+    return folder
+
+
+def _short_run(tmp_path, **kw):
+    return TrainingConfig(**{
+        "name": "short", "output": str(tmp_path / "run"),
+        "train_dir": str(_camera_crops(tmp_path / "train")), "holdout": 1, "channels": (8, 16),
+        "steps": 6, "batch_size": 4, "patch_size": 32, "warmup_steps": 2, "synthetic_images": 2,
+        "synthetic_size": 64, "log_every": 2, "val_every": 3, "checkpoint_every": 3,
+        "p_fresh_noise": 0.5, **kw})
+
+
+def test_precision_setting_is_checked():
+    with pytest.raises(ValueError, match="precision"):
+        TrainingConfig(precision="float16")
+
+
+def test_bfloat16_training_keeps_float32_weights(tmp_path):
+    """bfloat16 autocast (for GPUs and AMX CPUs) runs on any CPU; weights, EMA and the saved
+    model stay float32 and finite, and the run resumes like a float32 one."""
+    from safetensors.torch import load_file
+
+    cfg = _short_run(tmp_path, precision="bfloat16")
+    seen = []
+    train_model(cfg, progress=seen.append)
+    assert [p.step for p in seen] == list(range(1, 7)) and all(np.isfinite(p.loss) for p in seen)
+    weights = load_file(str(tmp_path / "run" / "short.safetensors"))
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in weights.values())
+    cfg.steps = 8
+    train_model(cfg, progress=seen.append)
+    assert [p.step for p in seen[6:]] == [7, 8]
+
+
+def test_corrupt_refuses_a_generator_on_another_device():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    with pytest.raises(ValueError, match="generator"):
+        corrupt(torch.rand(2, 1, 32, 32, device="cuda"), _cfg(), torch.Generator().manual_seed(0))
+
+
+def test_training_on_cuda(tmp_path):
+    """The GPU path: noise synthesised on the device, fused AdamW, bfloat16 autocast; the noise
+    statistics match the CPU's, the run trains and the model denoises on the CPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    cfg = _cfg(p_gaussian=1, p_spatially_variant=0, p_poisson=0, p_salt_and_pepper=0)
+    x0 = torch.rand(8, 1, 64, 64, device="cuda")
+    y, tau = corrupt(x0, cfg, torch.Generator(device="cuda").manual_seed(0))
+    assert y.device.type == "cuda" and tau.device.type == "cuda"
+    z = (y - x0) / (tau * cfg.sigma_max).clamp_min(1e-6)
+    assert float(z.std()) == pytest.approx(1.0, rel=0.05)
+    for kind in ("p_spatially_variant", "p_poisson", "p_salt_and_pepper"):
+        mix = {k: 0 for k in ("p_gaussian", "p_spatially_variant", "p_poisson", "p_salt_and_pepper")}
+        y, tau = corrupt(x0, _cfg(**{**mix, kind: 1}), torch.Generator(device="cuda").manual_seed(1))
+        assert torch.isfinite(y).all() and bool(((tau >= 0) & (tau <= 1)).all())
+    run = _short_run(tmp_path, device="cuda", precision="bfloat16", steps=20, lr=2e-3)
+    seen = []
+    train_model(run, progress=seen.append)
+    assert len(seen) == 20 and all(np.isfinite(p.loss) for p in seen)
+    img = np.random.default_rng(0).normal(100, 20, (64, 64)).astype(np.float32)
+    out = denoise(img, sigma=20, model=tmp_path / "run" / "short.safetensors", device="cpu")
+    assert out.shape == img.shape and np.isfinite(out).all()

@@ -25,12 +25,7 @@ __all__ = [
     "eigen_tail_variance",
     "gaussian_sigma",
     "impulse_free_sigma",
-    "group_noise_variance",
     "sample_patches",
-    "group_median",
-    "ratio_median",
-    "ratio_threshold",
-    "texture_ratio",
     "texture_threshold",
     "weak_texture_pca",
 ]

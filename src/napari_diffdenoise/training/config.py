@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,9 @@ class TrainingConfig:
     #: optimiser and learning-rate schedule. Ignored when ``output`` already holds a checkpoint
     #: (that run is resumed instead).
     init_from: str | None = None
+    #: arithmetic of the network during training: "float32", or "bfloat16" autocast (GPUs with
+    #: bf16, CPUs with AMX; weights, EMA, optimiser and loss stay float32)
+    precision: str = "float32"
     # bookkeeping
     seed: int = 0
     threads: int | None = None
@@ -88,6 +91,8 @@ class TrainingConfig:
             raise ValueError(f"p_synthetic must be in [0, 1], got {self.p_synthetic}")
         if not 0.0 <= self.p_fresh_noise <= 1.0:
             raise ValueError(f"p_fresh_noise must be in [0, 1], got {self.p_fresh_noise}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         probs = (self.p_gaussian, self.p_spatially_variant, self.p_poisson, self.p_salt_and_pepper)
         if min(probs) < 0 or sum(probs) <= 0:
             raise ValueError("noise mixture probabilities must be >= 0 and not all zero")

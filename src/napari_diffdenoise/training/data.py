@@ -85,23 +85,25 @@ class PatchSampler:
 
 
 def _smooth_field(b: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
-    """Random smooth fields in [0, 1]: bicubic-upsampled coarse noise or linear ramps."""
-    grid = int(torch.randint(2, 7, (1,), generator=g))
-    coarse = torch.rand(b, 1, grid, grid, generator=g)
+    """Random smooth fields in [0, 1]: bicubic-upsampled coarse noise or linear ramps (on the
+    generator's device)."""
+    dev = g.device
+    grid = int(torch.randint(2, 7, (1,), generator=g, device=dev))
+    coarse = torch.rand(b, 1, grid, grid, generator=g, device=dev)
     field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).clamp(0, 1)
-    yy = torch.linspace(0, 1, h).view(1, 1, h, 1)
-    xx = torch.linspace(0, 1, w).view(1, 1, 1, w)
-    angle = torch.rand(b, 1, 1, 1, generator=g) * 2 * np.pi
+    yy = torch.linspace(0, 1, h, device=dev).view(1, 1, h, 1)
+    xx = torch.linspace(0, 1, w, device=dev).view(1, 1, 1, w)
+    angle = torch.rand(b, 1, 1, 1, generator=g, device=dev) * 2 * np.pi
     ramp = torch.cos(angle) * xx + torch.sin(angle) * yy
     ramp = (ramp - ramp.amin((2, 3), keepdim=True)) / (
         ramp.amax((2, 3), keepdim=True) - ramp.amin((2, 3), keepdim=True)
     ).clamp_min(1e-6)
-    use_ramp = torch.rand(b, 1, 1, 1, generator=g) < 0.4
+    use_ramp = torch.rand(b, 1, 1, 1, generator=g, device=dev) < 0.4
     return torch.where(use_ramp, ramp, field)
 
 
 def _uniform(b: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=g)
+    return lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=g, device=g.device)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -136,15 +138,24 @@ def observed_poisson_sigma(y: torch.Tensor, photons: torch.Tensor, read: torch.T
 def corrupt(
     x0: torch.Tensor, cfg: TrainingConfig, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noisy observations ``y`` and their per-pixel time ``τ_y = σ_y / σ_max`` for a clean batch."""
+    """Noisy observations ``y`` and their per-pixel time ``τ_y = σ_y / σ_max`` for a clean batch.
+
+    Runs on ``x0``'s device, which must be the generator's (a GPU synthesises the noise of a
+    large batch far faster than the CPU feeding it); on the CPU the stream of random numbers,
+    and so every result, is the same as ever.
+    """
     b, _, h, w = x0.shape
+    dev = x0.device
+    if g.device != dev:
+        raise ValueError(f"the generator is on {g.device}, the batch on {dev}")
     probs = torch.tensor(
-        [cfg.p_gaussian, cfg.p_spatially_variant, cfg.p_poisson, cfg.p_salt_and_pepper]
+        [cfg.p_gaussian, cfg.p_spatially_variant, cfg.p_poisson, cfg.p_salt_and_pepper],
+        device=dev,
     )
     kind = torch.multinomial(probs / probs.sum(), b, replacement=True, generator=g)
     kind = kind.view(b, 1, 1, 1)
     lo, hi = cfg.sigma_range
-    eps = torch.randn(x0.shape, generator=g)
+    eps = torch.randn(x0.shape, generator=g, device=dev)
 
     # Gaussian, constant σ
     sig_const = _uniform(b, lo, hi, g).expand(b, 1, h, w)
@@ -159,12 +170,12 @@ def corrupt(
     y_pois = torch.poisson(signal * photons, generator=g) / photons + read * eps
     sig_pois = observed_poisson_sigma(y_pois, photons, read)
     # salt-and-pepper on top of mild Gaussian noise, impulses filled from neighbours
-    sig_sp = _uniform(b, 0.0, 0.05, g) * (torch.rand(b, 1, 1, 1, generator=g) < 0.5)
+    sig_sp = _uniform(b, 0.0, 0.05, g) * (torch.rand(b, 1, 1, 1, generator=g, device=dev) < 0.5)
     amount = _uniform(b, *cfg.impulse_range, g)
-    hit = torch.rand(x0.shape, generator=g) < amount
-    salt = torch.rand(x0.shape, generator=g) < 0.5
-    hi_v = torch.maximum(x0.amax((2, 3), keepdim=True), torch.ones(b, 1, 1, 1))
-    lo_v = torch.minimum(x0.amin((2, 3), keepdim=True), torch.zeros(b, 1, 1, 1))
+    hit = torch.rand(x0.shape, generator=g, device=dev) < amount
+    salt = torch.rand(x0.shape, generator=g, device=dev) < 0.5
+    hi_v = torch.maximum(x0.amax((2, 3), keepdim=True), torch.ones(b, 1, 1, 1, device=dev))
+    lo_v = torch.minimum(x0.amin((2, 3), keepdim=True), torch.zeros(b, 1, 1, 1, device=dev))
     y_sp = torch.where(hit, torch.where(salt, hi_v, lo_v), x0 + sig_sp * eps)
     y_sp = fill_missing(y_sp, hit)
     sig_sp_map = torch.where(hit, IMPULSE_TIME * cfg.sigma_max, sig_sp.expand(b, 1, h, w))
