@@ -284,3 +284,48 @@ def test_salt_only_impulses_still_found_on_bright_images():
     rep = estimate_noise(noisy)
     assert rep.kind == "salt_and_pepper"
     assert rep.impulse_fraction == pytest.approx(0.05, rel=0.15)
+
+
+def test_quantization_variance():
+    from napari_diffdenoise.noise.poisson import quantization_variance
+
+    rng = np.random.default_rng(0)
+    raw = rng.poisson(20, (128, 128))
+    assert quantization_variance(raw) == pytest.approx(1 / 12)
+    assert quantization_variance(np.round(4 * raw)) == pytest.approx(16 / 12)  # stretched 8-bit
+    assert quantization_variance(rng.normal(0, 1, (64, 64))) < 1e-6  # continuous data
+    assert quantization_variance(np.full((8, 8), 3.0)) == 0.0
+
+
+def test_curve_fit_ignores_points_below_the_quantisation_noise():
+    """A clamped dark floor gives level sets whose variance is far below the line (even zero):
+    left in, they start the asymmetric fit at the bottom and every real point above them is
+    rejected as texture; left out, the line comes back."""
+    from napari_diffdenoise.noise.poisson import fit_variance_curve
+
+    # the first-pass level sets of the FMD BPAE frame (fmd_bpae_r_noisy.png, channel 0): the
+    # bottom one is the clamped floor (quantisation step 4, q²/12 = 1.33)
+    means = np.array([12, 13, 14, 15, 17, 19, 22, 28, 38, 50, 60, 71, 85, 99, 128, 164, 203.0])
+    var = np.array([0.3, 6, 27, 44, 65, 104, 153, 222, 456, 588, 771, 978, 1370, 1630, 2088,
+                    2278, 2031.0])
+    dof = np.full(means.shape, 2000.0)
+    naive = fit_variance_curve(means, var, dof, clip_high=255)
+    fixed = fit_variance_curve(means, var, dof, clip_high=255, min_variance=16 / 12)
+    assert naive.gain < 6 and naive.used.sum() == 2  # the collapse this guards against
+    assert 14 < fixed.gain < 19 and fixed.used.sum() >= 8 and not fixed.used[0]
+
+
+def test_stretched_copy_of_an_image_has_a_proportional_gain(shared_data):
+    """fmd_bpae_r (channel 0) is fmd_r1 stretched about 4.2× (the same histogram counts on a
+    grid of step ~4): the fitted gain must scale with it. It did not while the clamped dark
+    floor (43 % of the pixels at one value) started the curve fit (gain 2.5 instead of ~15)."""
+    from skimage import io
+
+    pairs = shared_data / "microscopy_pairs"
+    r1 = io.imread(pairs / "fmd_r1_noisy.png")
+    bpae = io.imread(pairs / "fmd_bpae_r_noisy.png")[..., 0]
+    a, b = estimate_noise(r1), estimate_noise(bpae)
+    assert a.kind == b.kind == "poisson"
+    scale = np.polyfit(r1[r1 < 55].ravel(), bpae[r1 < 55].ravel(), 1)[0]
+    assert 3.9 < scale < 4.5
+    assert b.gain == pytest.approx(scale * a.gain, rel=0.25)

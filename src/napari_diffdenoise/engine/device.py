@@ -62,9 +62,9 @@ def fast_bfloat16(dev) -> bool:
     """Whether ``dev`` runs bfloat16 convolutions faster than float32: CUDA GPUs with bf16
     support, and CPUs with AMX tiles (oneDNN's bf16 matrix units).
 
-    AVX-512 BF16 alone is not enough: on such a CPU (an AMD EPYC, 2 cores) the network ran
-    slower in bfloat16 than in float32 (0.69 against 0.57 s per 512² image,
-    ``docs/bench_denoise.md``, speed section), while a CPU with AMX ran it 1.8× faster.
+    AVX-512 BF16 alone is not enough: on such a CPU (a 2-core Intel Xeon) the network ran
+    slower in bfloat16 than in float32 (0.69 against 0.57 s per 512² image, the speed section
+    of ``benchmarks/bench_denoise.py``), while a CPU with AMX ran it 1.8× faster.
     """
     import torch
 

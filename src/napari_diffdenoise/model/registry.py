@@ -34,7 +34,7 @@ class Preset:
 
 #: Chosen by measurement (docs/bench_denoise.md): ``direct`` (one network call) gives the best
 #: PSNR per compute (more steps lose PSNR with this model); bfloat16 halves the time on CPUs with
-#: AMX for about -0.01 dB (no gain with AVX-512 BF16 alone); the 8-fold flip/rotation
+#: AMX for about -0.01 dB (slower with AVX-512 BF16 alone: float32 there); the 8-fold flip/rotation
 #: self-ensemble buys 0.09-0.11 dB for 8× the time.
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),

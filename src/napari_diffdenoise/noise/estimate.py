@@ -26,7 +26,13 @@ from .classify import classify_table, impulse_score
 from .impulse import ImpulseResult, detect_impulses
 from .local import cell_grid_shape, cell_index, local_sigma_map
 from .patches import PatchSample, gaussian_sigma, impulse_free_sigma, sample_patches
-from .poisson import clipping_levels, curve_bins, curve_sigma_map, estimate_curve
+from .poisson import (
+    clipping_levels,
+    curve_bins,
+    curve_sigma_map,
+    estimate_curve,
+    quantization_variance,
+)
 from .report import NOISE_REPORT_KINDS, NoiseReport
 from .stack import parse_roi, pick_planes, plane_of
 
@@ -204,8 +210,11 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
 
     # --- 4: variance-versus-mean curve
     n_bins = int(np.clip(len(sample) // 500, 4, CURVE_BINS))
+    quant_var = quantization_variance(sample.values)
+    details["quantization_variance"] = quant_var
     fit, cm, cv, _ = estimate_curve(sample, energy, weak, bands, n_bins=n_bins,
-                                    clip_low=clip_low, clip_high=clip_high)
+                                    clip_low=clip_low, clip_high=clip_high,
+                                    min_variance=quant_var)
     good = np.isfinite(cv) & np.isfinite(cm)
     curve_means, curve_vars = cm[good], cv[good]
     details["curve_chi2"] = fit.chi2_per_dof

@@ -24,7 +24,7 @@ from .bands import Bands, group_noise_variance
 from .patches import PatchSample, texture_threshold
 
 __all__ = ["CurveFit", "clipping_levels", "curve_bins", "curve_sigma_map", "estimate_curve",
-           "fit_variance_curve"]
+           "fit_variance_curve", "quantization_variance"]
 
 #: Level sets closer than this many noise stds to a clipping level are left out of the fit.
 CLIP_MARGIN_SIGMAS = 3.0
@@ -70,6 +70,24 @@ def clipping_levels(sample: np.ndarray) -> tuple[float | None, float | None]:
     return out[0], out[1]
 
 
+def quantization_variance(values: np.ndarray, max_values: int = 200_000) -> float:
+    """``q² / 12`` for data on a grid of step ``q`` (the median gap between distinct values).
+
+    A level set whose measured variance is below this holds no usable noise measurement: its
+    noise, if any, is hidden by the quantisation, as in a clamped dark floor (43 % of the pixels
+    of the FMD confocal pairs sit at one value) or a contrast-stretched 8-bit image whose values
+    are 4 grey levels apart. Continuous (float) data give about 0.
+    """
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    if flat.size > max_values:
+        flat = flat[:: flat.size // max_values + 1]
+    levels = np.unique(flat[np.isfinite(flat)])
+    if levels.size < 2:
+        return 0.0
+    q = float(np.median(np.diff(levels)))
+    return q * q / 12.0
+
+
 def curve_bins(means: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Level sets for the curve: half quantile bins (dense data), half square-root spaced
     between the 0.5 and 99.9 percentiles (so that sparse bright structures get bins too)."""
@@ -102,6 +120,7 @@ def fit_variance_curve(
     clip_low: float | None = None,
     clip_high: float | None = None,
     floor: float = CURVE_FLOOR,
+    min_variance: float = 0.0,
 ) -> CurveFit:
     """Asymmetric-robust weighted fit of ``variance = gain * mean + baseline``.
 
@@ -115,11 +134,15 @@ def fit_variance_curve(
         Clipping levels (see :func:`clipping_levels`); nearby points are left out.
     floor
         Relative model error added to every point's error.
+    min_variance
+        Points with a smaller variance are left out (below the quantisation noise, see
+        :func:`quantization_variance`: a clamped or constant region, not a noise measurement;
+        such points, at the bottom of the curve, would otherwise start the asymmetric fit).
     """
     m = np.asarray(means, dtype=np.float64)
     v = np.asarray(variances, dtype=np.float64)
     dof = np.asarray(dof, dtype=np.float64)
-    used = np.isfinite(m) & np.isfinite(v) & (dof > 0) & (v > 0)
+    used = np.isfinite(m) & np.isfinite(v) & (dof > 0) & (v > 0) & (v >= min_variance)
     sd = np.sqrt(np.maximum(np.where(used, v, 0.0), 0.0))
     if clip_low is not None:
         used &= m - clip_low > CLIP_MARGIN_SIGMAS * sd
@@ -163,8 +186,10 @@ def estimate_curve(
     clip_low: float | None,
     clip_high: float | None,
     iterations: int = 4,
+    min_variance: float = 0.0,
 ) -> tuple[CurveFit, np.ndarray, np.ndarray, np.ndarray]:
-    """Level-set curve and its fit, with the curve-following weak-texture selection.
+    """Level-set curve and its fit, with the curve-following weak-texture selection
+    (``min_variance``: see :func:`fit_variance_curve`).
 
     Returns ``(fit, means, variances, dof)`` of the level sets (NaN where a level set has too
     few weak-texture patches).
@@ -180,7 +205,8 @@ def estimate_curve(
         cv, dof, cm = group_noise_variance(energy, keep, bins, nb, bands, min_count=12,
                                            values=sample.mean)
         dof = dof * overlap
-        fit = fit_variance_curve(cm, cv, dof, clip_low=clip_low, clip_high=clip_high)
+        fit = fit_variance_curve(cm, cv, dof, clip_low=clip_low, clip_high=clip_high,
+                                 min_variance=min_variance)
         positive = cv[np.isfinite(cv) & (cv > 0)]
         if positive.size == 0:
             break

@@ -146,7 +146,7 @@ def corrupt(
     """
     b, _, h, w = x0.shape
     dev = x0.device
-    if g.device != dev:
+    if g.device.type != dev.type:  # ("cuda" and "cuda:0" are the same device here)
         raise ValueError(f"the generator is on {g.device}, the batch on {dev}")
     probs = torch.tensor(
         [cfg.p_gaussian, cfg.p_spatially_variant, cfg.p_poisson, cfg.p_salt_and_pepper],
