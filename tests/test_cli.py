@@ -55,16 +55,20 @@ def test_errors_exit_2(tmp_path, capsys):
     assert not (tmp_path / "o.tif").exists()
 
 
-def test_train_fine_tunes_from_a_named_model(tmp_path, capsys):
+def _two_training_images(folder):
     from skimage import data, io
 
+    folder.mkdir()
+    for i in range(2):
+        io.imsave(folder / f"{i}.png", data.camera()[i * 64 : i * 64 + 64, :64],
+                  check_contrast=False)
+    return folder
+
+
+def test_train_fine_tunes_from_a_named_model(tmp_path, capsys):
     from napari_diffdenoise import load_model
 
-    train_dir = tmp_path / "train"
-    train_dir.mkdir()
-    for i in range(2):
-        io.imsave(train_dir / f"{i}.png", data.camera()[i * 64 : i * 64 + 64, :64],
-                  check_contrast=False)
+    train_dir = _two_training_images(tmp_path / "train")
     base = load_model("default")
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({
@@ -83,13 +87,7 @@ def test_train_fine_tunes_from_a_named_model(tmp_path, capsys):
 
 
 def test_train_takes_the_image_folder_and_device_on_the_command_line(tmp_path, capsys):
-    from skimage import data, io
-
-    train_dir = tmp_path / "images"
-    train_dir.mkdir()
-    for i in range(2):
-        io.imsave(train_dir / f"{i}.png", data.camera()[i * 64 : i * 64 + 64, :64],
-                  check_contrast=False)
+    train_dir = _two_training_images(tmp_path / "images")
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({
         "name": "cli", "channels": [8, 16], "train_dir": str(tmp_path / "elsewhere"),
