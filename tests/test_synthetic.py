@@ -67,3 +67,29 @@ def test_large_image_is_fine():
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error):
         synthetic_fluorescence(**kwargs)
+
+
+def test_synthetic_texture_is_periodic_varied_and_reproducible():
+    from napari_diffdenoise.synthetic import synthetic_texture
+
+    a = synthetic_texture((96, 128), seed=3)
+    assert a.shape == (96, 128) and a.dtype == np.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    np.testing.assert_array_equal(a, synthetic_texture((96, 128), seed=3))
+    assert not np.array_equal(a, synthetic_texture((96, 128), seed=4))
+    # stripes: most of the (non-DC) energy sits at a few spatial frequencies, far from DC
+    for seed in range(6):
+        img = synthetic_texture((128, 128), seed=seed)
+        power = np.abs(np.fft.fft2(img - img.mean())) ** 2
+        f = np.hypot(*np.meshgrid(np.fft.fftfreq(128), np.fft.fftfreq(128), indexing="ij"))
+        assert power[f > 1 / 20].sum() > 0.3 * power.sum(), seed  # periods < 20 px dominate
+        assert img.std() > 0.03
+
+
+@pytest.mark.parametrize("shape, error", [((4, 64), ValueError), ("big", TypeError),
+                                          ((8, 8, 8), TypeError)])
+def test_synthetic_texture_bad_shapes(shape, error):
+    from napari_diffdenoise.synthetic import synthetic_texture
+
+    with pytest.raises(error):
+        synthetic_texture(shape)

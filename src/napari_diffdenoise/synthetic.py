@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SYNTHETIC_KINDS", "synthetic_fluorescence"]
+__all__ = ["SYNTHETIC_KINDS", "synthetic_fluorescence", "synthetic_texture"]
 
 #: Kinds of structure :func:`synthetic_fluorescence` can draw.
 SYNTHETIC_KINDS: tuple[str, ...] = ("cells", "blobs", "filaments", "mixed")
@@ -248,3 +248,48 @@ def synthetic_fluorescence(
     children: list[Any] = rng.spawn(dims[0])
     planes = [_plane(dims[1:], kind, child) for child in children]  # type: ignore[arg-type]
     return np.stack(planes)
+
+
+def synthetic_texture(
+    shape: tuple[int, int] = (192, 192),
+    *,
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Oriented periodic texture (denoiser training data), float32 in ``[0, 1]``.
+
+    One to three layers of gratings (periods 2.5-16 px, any orientation, sine to nearly
+    square profiles, the phase bent by a smooth warp; a quarter of them crossed with a second
+    grating into checks or weaves), each present under a soft random mask of its own, on a
+    mid-grey, slowly varying background, antialiased by a slight blur. Natural training
+    photographs have little of this, and a network that never saw it wipes fine stripes out
+    as noise (the bundled model at σ 25: 22.7 dB on a 3.5-px grating where BM3D gets 35.1,
+    and 2.6 dB under BM3D on Set12's Barbara), as it would a muscle's striations or a
+    diatom's pores.
+    """
+    try:
+        h, w = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"shape must be (rows, columns), got {shape!r}") from None
+    if min(h, w) < 8:
+        raise ValueError(f"shape must be at least 8×8, got {shape!r}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = rng.uniform(0.3, 0.7) + rng.uniform(0.0, 0.12) * _smooth_field(
+        (h, w), max(h, w) / rng.uniform(1.0, 3.0), rng)
+    for _ in range(int(rng.integers(1, 4))):
+        period = float(np.exp(rng.uniform(np.log(2.5), np.log(16.0))))
+        angle = rng.uniform(0.0, np.pi)
+        bend = rng.uniform(0.0, 3.0) * _smooth_field((h, w), rng.uniform(40.0, 160.0), rng)
+        phase = 2 * np.pi * (np.cos(angle) * xx + np.sin(angle) * yy) / period + bend
+        sharp = rng.uniform(0.5, 4.0)
+        wave = np.tanh(sharp * np.sin(phase)) / np.tanh(sharp)
+        if rng.random() < 0.25:  # checks / weave: a second grating across the first
+            across = angle + np.pi / 2 + rng.uniform(-0.3, 0.3)
+            p2 = period * float(np.exp(rng.uniform(-0.4, 0.4)))
+            wave = wave * np.sin(2 * np.pi * (np.cos(across) * xx + np.sin(across) * yy) / p2
+                                 + bend)
+        mask = 1.0 / (1.0 + np.exp(-(3.0 * _smooth_field((h, w), rng.uniform(30.0, 100.0), rng)
+                                    + rng.uniform(-1.5, 1.5))))
+        img = img + rng.uniform(0.05, 0.35) * wave * mask
+    img = ndimage.gaussian_filter(img.astype(np.float32), rng.uniform(0.0, 0.6))
+    return np.clip(img, 0.0, 1.0).astype(np.float32)

@@ -307,3 +307,30 @@ def test_training_on_cuda(tmp_path):
     img = np.random.default_rng(0).normal(100, 20, (64, 64)).astype(np.float32)
     out = denoise(img, sigma=20, model=tmp_path / "run" / "short.safetensors", device="cpu")
     assert out.shape == img.shape and np.isfinite(out).all()
+
+
+def test_image_shares_with_textures():
+    from napari_diffdenoise.training.loop import _image_weights
+
+    cfg = TrainingConfig(synthetic_images=4, texture_images=2, p_synthetic=0.2, p_texture=0.1)
+    w = np.array(_image_weights(cfg, 10 + 4 + 2))
+    assert w.sum() == pytest.approx(1.0)
+    assert w[:10].sum() == pytest.approx(0.7) and w[10:14].sum() == pytest.approx(0.2)
+    assert w[14:].sum() == pytest.approx(0.1) and np.ptp(w[:10]) == 0
+    # unset shares follow the counts; a share of images the recipe has not got is ignored
+    w = np.array(_image_weights(TrainingConfig(synthetic_images=4, texture_images=4,
+                                               p_texture=0.5), 16))
+    assert w[8:12].sum() == pytest.approx(0.25) and w[12:].sum() == pytest.approx(0.5)
+    assert _image_weights(TrainingConfig(synthetic_images=0, p_synthetic=0.3), 10) is None
+    assert _image_weights(TrainingConfig(synthetic_images=4), 14) is None
+    for bad in ({"p_texture": 1.5}, {"p_synthetic": 0.7, "p_texture": 0.5},
+                {"texture_images": -1}):
+        with pytest.raises(ValueError):
+            TrainingConfig(**bad)
+
+
+def test_training_with_textures_runs(tmp_path):
+    cfg = _short_run(tmp_path, texture_images=2, p_texture=0.5, p_synthetic=0.25)
+    train_model(cfg)
+    meta = json.loads((tmp_path / "run" / "short.json").read_text())
+    assert "2 synthetic textures" in meta["training"]["data"]

@@ -41,6 +41,10 @@ class TrainingConfig:
     synthetic_size: int = 192
     #: share of patches drawn from the synthetic images (None: in proportion to the counts)
     p_synthetic: float | None = None
+    #: oriented periodic textures (``synthetic_texture``, ``synthetic_size``²): how many, and
+    #: their share of the patches (None: in proportion to the counts)
+    texture_images: int = 0
+    p_texture: float | None = None
     # noise mixture (probabilities, normalised when drawn)
     p_gaussian: float = 0.35
     p_spatially_variant: float = 0.25
@@ -89,6 +93,12 @@ class TrainingConfig:
             raise ValueError("sigma_range must satisfy 0 <= low <= high <= sigma_max")
         if self.p_synthetic is not None and not 0.0 <= self.p_synthetic <= 1.0:
             raise ValueError(f"p_synthetic must be in [0, 1], got {self.p_synthetic}")
+        if self.p_texture is not None and not 0.0 <= self.p_texture <= 1.0:
+            raise ValueError(f"p_texture must be in [0, 1], got {self.p_texture}")
+        if (self.p_synthetic or 0.0) + (self.p_texture or 0.0) > 1.0:
+            raise ValueError("p_synthetic + p_texture must not exceed 1")
+        if self.texture_images < 0 or self.synthetic_images < 0:
+            raise ValueError("synthetic_images and texture_images must be >= 0")
         if not 0.0 <= self.p_fresh_noise <= 1.0:
             raise ValueError(f"p_fresh_noise must be in [0, 1], got {self.p_fresh_noise}")
         if self.precision not in ("float32", "bfloat16"):

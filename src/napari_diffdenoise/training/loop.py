@@ -67,7 +67,39 @@ def _build_images(cfg: TrainingConfig) -> tuple[list[np.ndarray], list[np.ndarra
         )
         for i in range(cfg.synthetic_images)
     ]
-    return natural + synth, holdout
+    textures = []
+    if cfg.texture_images:
+        from ..synthetic import synthetic_texture
+
+        textures = [synthetic_texture((cfg.synthetic_size, cfg.synthetic_size),
+                                      seed=cfg.seed * 100003 + 50021 + i)
+                    for i in range(cfg.texture_images)]
+    return natural + synth + textures, holdout
+
+
+def _describe_data(cfg: TrainingConfig, n_images: int) -> str:
+    n_nat = n_images - cfg.synthetic_images - cfg.texture_images
+    text = (f"{n_nat} natural images ({Path(cfg.train_dir or default_train_dir()).name}) + "
+            f"{cfg.synthetic_images} synthetic fluorescence images")
+    return text + (f" + {cfg.texture_images} synthetic textures" if cfg.texture_images else "")
+
+
+def _image_weights(cfg: TrainingConfig, n_images: int) -> list[float] | None:
+    """Per-image draw probabilities for ``[natural..., synthetic..., textures...]``: the
+    synthetic and texture shares from the recipe (each, when unset, in proportion to its
+    count), the rest spread evenly over the natural images; None (uniform) when no share is
+    set or only one kind of image is there."""
+    if cfg.p_synthetic is None and cfg.p_texture is None:
+        return None
+    n_synth, n_tex = cfg.synthetic_images, cfg.texture_images
+    n_nat = n_images - n_synth - n_tex
+    p_syn = cfg.p_synthetic if cfg.p_synthetic is not None else n_synth / n_images
+    p_tex = cfg.p_texture if cfg.p_texture is not None else n_tex / n_images
+    groups = [(n, share) for n, share in ((n_nat, 1 - p_syn - p_tex), (n_synth, p_syn),
+                                          (n_tex, p_tex)) if n]
+    if len(groups) < 2:  # one kind of image only: uniform (a share of nothing is ignored)
+        return None
+    return [share / n for n, share in groups for _ in range(n)]
 
 
 VAL_SIGMAS = (25, 50)
@@ -145,11 +177,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     elif cfg.init_from:
         origin = init_weights(cfg.init_from, model, ema)
     images, holdout = _build_images(cfg)
-    weights = None
-    n_synth = cfg.synthetic_images
-    if cfg.p_synthetic is not None and 0 < n_synth < len(images):
-        n_nat = len(images) - n_synth
-        weights = [(1 - cfg.p_synthetic) / n_nat] * n_nat + [cfg.p_synthetic / n_synth] * n_synth
+    weights = _image_weights(cfg, len(images))
     sampler = PatchSampler(images, cfg.patch_size, seed=cfg.seed + start, weights=weights)
     # noise is synthesised where the network runs (on a GPU, the CPU only crops patches)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
@@ -171,7 +199,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
                 "steps": step,
                 "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 1),
                 "device": str(device),
-                "data": f"{len(images) - cfg.synthetic_images} natural images ({Path(cfg.train_dir or default_train_dir()).name}) + {cfg.synthetic_images} synthetic fluorescence images",
+                "data": _describe_data(cfg, len(images)),
                 "recipe": cfg.to_dict(),
                 **({"init_from": origin, "total_steps": (base or 0) + step} if origin else {}),
             },
