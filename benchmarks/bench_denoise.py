@@ -11,6 +11,8 @@ Sections (``--sections``, comma-separated):
 - ``impulse``: salt-and-pepper 10/20/50 % on Set12 uint8; ours blind vs adaptive/3×3 median.
 - ``variant``: σ ramp 5→50 along the columns on Set12; estimated time map vs the true σ map vs
   the best single global σ (oracle sweep) vs BM3D at the map's RMS σ.
+- ``textures``: fine periodic structure at Gaussian σ 25: plain sinusoidal gratings (periods
+  3.5-12 px) and the striped 256² crop of Set12's Barbara; ours blind vs BM3D and NLM.
 - ``steps``: PSNR and time vs number of steps for each sampler (known σ = 25).
 - ``speed``: wall time and megapixels/s on one 512² image (σ 25).
 
@@ -32,7 +34,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,7 @@ sys.path.insert(0, str(HERE))
 
 import baselines as B  # noqa: E402  (benchmark-only helpers next to this file)
 
-SECTIONS = ("gaussian", "poisson", "pairs", "impulse", "variant", "steps", "speed")
+SECTIONS = ("gaussian", "poisson", "pairs", "impulse", "variant", "textures", "steps", "speed")
 SET12 = [f"{i:02d}" for i in range(1, 13)]
 
 #: Published Set12 PSNR (dB) at σ = 15 / 25 / 50 (docs/method.md, "What better means here").
@@ -647,6 +649,60 @@ def section_variant(cfg: Config) -> list[str]:
     return lines
 
 
+GRATING_PERIODS = (3.5, 5.0, 8.0, 12.0)
+
+
+def gratings(size: int) -> list[tuple[str, np.ndarray]]:
+    """Plain sinusoidal gratings, 0..255 (mean 128, amplitude 60), two orientations each:
+    straight and constant-period, unlike the warped, masked mixtures the training textures
+    (``synthetic_texture``) draw, though periods and profiles overlap."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    out = []
+    for period in GRATING_PERIODS:
+        for deg in (0.0, 34.0):
+            a = np.deg2rad(deg)
+            out.append((f"{period:g} px, {deg:g}°",
+                        128 + 60 * np.sin(2 * np.pi * (np.cos(a) * xx + np.sin(a) * yy) / period)))
+    return out
+
+
+def section_textures(cfg: Config) -> list[str]:
+    from napari_diffdenoise import add_noise
+
+    sigma = 25.0
+    size = cfg.crop or 256
+    images = gratings(size)
+    try:
+        barbara = [img for _, img in load_set12(replace(cfg, crop=None), ["09"])]
+    except Skip:
+        barbara = []
+    if barbara and min(barbara[0].shape) >= 2 * size:
+        # the bottom-right quarter: the striped trousers and scarf (stripes of 3-5 px)
+        b = barbara[0].astype(np.float64)
+        images.append(("Barbara 256² crop (stripes)", b[256 : 256 + size, 256 : 256 + size]))
+    sc = Scores()
+    col = "σ=25"
+    for name, clean in images:
+        noisy = add_noise(clean, "gaussian", sigma=sigma, seed=seed_for("textures", name))
+        log(f"textures {name}")
+        score = sc.scorer(col, name, clean, 255.0, clip=(0.0, 255.0))
+        score("noisy input", noisy)
+        res, sec = ours(noisy, cfg)
+        score("ours blind (default)", res.image, sec)
+        res, sec = ours(noisy, cfg, ensemble=8)
+        score("ours blind, ×8 ensemble (quality)", res.image, sec)
+        for label, fn in (("BM3D (true σ)", B.bm3d_denoise), ("NLM (true σ)", B.nlm)):
+            est, sec = cached_baseline(fn, noisy, sigma)
+            score(label, est, sec)
+    lines = [f"Images: {len(GRATING_PERIODS) * 2} sinusoidal gratings {size}² (periods "
+             f"{', '.join(f'{p:g}' for p in GRATING_PERIODS)} px at 0° and 34°; 0..255, "
+             "amplitude 60)" + (" and Barbara's striped 256² crop" if barbara else "")
+             + f", Gaussian σ = {sigma:g}, seeds `crc32('textures/<image>')`; outputs clipped "
+             "to 0..255.", "", *sc.table([col]), ""]
+    lines += sc.per_image_tables([col])
+    return lines
+
+
 def section_steps(cfg: Config) -> list[str]:
     from napari_diffdenoise import add_noise
 
@@ -773,6 +829,7 @@ SECTION_FUNCS: dict[str, tuple[str, Callable[[Config], list[str]]]] = {
     "pairs": ("Real microscopy pairs (affine-fitted PSNR)", section_pairs),
     "impulse": ("Salt-and-pepper noise, Set12", section_impulse),
     "variant": ("Spatially variant Gaussian noise (σ ramp), Set12", section_variant),
+    "textures": ("Fine periodic structure (σ = 25)", section_textures),
     "steps": ("Samplers and steps (σ = 25, known σ)", section_steps),
     "speed": ("Speed", section_speed),
 }
