@@ -91,8 +91,9 @@ class DenoiserWidget(QWidget):
         self.model_combo = QComboBox()
         for name in list_models():
             self.model_combo.addItem(name, name)
-        self.model_combo.setToolTip("default: one network call; fast: the same in bfloat16 on GPUs "
-                                    "and CPUs with AMX (~2× faster there, else as default); "
+        self.model_combo.setToolTip("default: one network call; fast: the same in bfloat16 where "
+                                    "that is faster (GPUs; CPUs where it measures faster: "
+                                    "~1.7× there, else as default); "
                                     "quality: 8-fold self-ensemble; "
                                     "fine-tuned models appear here too")
         self.sampler_combo = QComboBox()

@@ -1,6 +1,9 @@
 """Device selection: ``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
 from __future__ import annotations
 
+import time
+from functools import lru_cache
+
 __all__ = ["resolve_device", "available_devices", "PRECISIONS", "resolve_precision", "fast_bfloat16"]
 
 #: Arithmetic of the network's convolutions: full float32, or autocast to a 16-bit type.
@@ -59,25 +62,50 @@ def resolve_device(device="auto"):
 
 
 def fast_bfloat16(dev) -> bool:
-    """Whether ``dev`` runs bfloat16 convolutions faster than float32: CUDA GPUs with bf16
-    support, and CPUs with AMX tiles (oneDNN's bf16 matrix units).
+    """Whether ``dev`` runs the network's bfloat16 convolutions faster than float32: CUDA GPUs
+    with bf16 support; on a CPU with oneDNN bf16 kernels, whatever a one-off timing says.
 
-    AVX-512 BF16 alone is not enough: on such a CPU (a 2-core Intel Xeon) the network ran
-    slower in bfloat16 than in float32 (0.69 against 0.57 s per 512² image, the speed section
-    of ``benchmarks/bench_denoise.py``), while a CPU with AMX ran it 1.8× faster.
+    CPU features alone do not tell: bfloat16 took 0.69 against 0.57 s per 512² image on a
+    2-core Intel Xeon with AVX-512 BF16, 0.24 against 0.41 s on a 2-core AMD EPYC with the
+    same flags (``docs/bench_denoise.md``, speed section), and ran 1.8× faster on a CPU with
+    AMX. So the CPU answer is measured once per process (:func:`_cpu_bfloat16_is_faster`).
     """
     import torch
 
     if dev.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if dev.type == "cpu":
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
         try:
-            return bool(amx is not None and amx() and torch.backends.mkldnn.is_available()
-                        and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            native = bool(torch.backends.mkldnn.is_available()
+                          and torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):
             return False
+        return native and _cpu_bfloat16_is_faster(torch.get_num_threads())
     return False
+
+
+@lru_cache(maxsize=None)
+def _cpu_bfloat16_is_faster(threads: int) -> bool:
+    """Time a 3×3 convolution like the network's (32 channels, channels-last, 96², no grad) in
+    float32 and under bfloat16 autocast, best of 3 after a warm-up; bfloat16 must win by 20 %
+    (about 50 ms once per process and thread count)."""
+    import torch
+
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 32, 96, 96).contiguous(memory_format=torch.channels_last)
+
+    def best(bf16: bool) -> float:
+        times = []
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for i in range(4):
+                t0 = time.perf_counter()
+                for _ in range(3):
+                    conv(x)
+                if i:
+                    times.append(time.perf_counter() - t0)
+        return min(times)
+
+    return best(True) < 0.8 * best(False)
 
 
 def resolve_precision(precision, dev, *, preferred: bool = False):

@@ -33,13 +33,13 @@ class Preset:
 
 
 #: Chosen by measurement (docs/bench_denoise.md): ``direct`` (one network call) gives the best
-#: PSNR per compute (more steps lose PSNR with this model); bfloat16 halves the time on CPUs with
-#: AMX for about -0.01 dB (slower with AVX-512 BF16 alone: float32 there); the 8-fold flip/rotation
-#: self-ensemble buys 0.09-0.11 dB for 8× the time.
+#: PSNR per compute (more steps lose PSNR with this model); bfloat16 costs about -0.01 dB and is
+#: 1.7-1.8× faster on some CPUs, slower on others (timed once: ``engine.device.fast_bfloat16``);
+#: the 8-fold flip/rotation self-ensemble buys 0.09-0.1 dB for 8× the time.
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
     "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where the device runs it natively "
-                   "(CUDA GPUs, CPUs with AMX), else the same as default", "bfloat16"),
+                   "(CUDA GPUs; CPUs where a one-off timing finds it faster), else the same as default", "bfloat16"),
     "quality": Preset("default", "direct", 1, 8, "bundled model with 8-fold flip/rotation self-ensemble"),
 }
 
