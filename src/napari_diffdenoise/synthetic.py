@@ -262,9 +262,9 @@ def synthetic_texture(
     grating into checks or weaves), each present under a soft random mask of its own, on a
     mid-grey, slowly varying background, antialiased by a slight blur. Natural training
     photographs have little of this, and a network that never saw it wipes fine stripes out
-    as noise (the bundled model at σ 25: 22.7 dB on a 3.5-px grating where BM3D gets 35.1,
-    and 2.6 dB under BM3D on Set12's Barbara), as it would a muscle's striations or a
-    diatom's pores.
+    as noise (the stage-3 model at σ 25: 22.7 dB on a 3.5-px grating where BM3D gets 35.1,
+    and 2.6 dB under BM3D on Set12's Barbara; training on these took Barbara 1.5 dB up), as
+    it would a muscle's striations or a diatom's pores.
     """
     try:
         h, w = (int(s) for s in shape)

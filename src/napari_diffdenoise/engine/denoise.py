@@ -344,7 +344,8 @@ def denoise(
     precision : str, optional
         Arithmetic of the network: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (GPUs only);
         the preset's choice when omitted (``"fast"`` uses bfloat16 on CUDA GPUs with bf16 and
-        on CPUs where a one-off timing finds it faster; everything else float32). Sampling arithmetic stays float32.
+        on CPUs where a one-off timing finds it faster; everything else float32). Sampling
+        arithmetic stays float32.
     seed : int, optional
         Seed for stochastic sampling (results are reproducible with a seed).
     progress : callable, optional

@@ -38,8 +38,9 @@ class Preset:
 #: the 8-fold flip/rotation self-ensemble buys 0.09-0.1 dB for 8× the time.
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
-    "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where the device runs it natively "
-                   "(CUDA GPUs; CPUs where a one-off timing finds it faster), else the same as default", "bfloat16"),
+    "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where that is faster (CUDA "
+                   "GPUs; CPUs where a one-off timing finds it so), else the same as default",
+                   "bfloat16"),
     "quality": Preset("default", "direct", 1, 8, "bundled model with 8-fold flip/rotation self-ensemble"),
 }
 

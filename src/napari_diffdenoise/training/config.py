@@ -67,8 +67,8 @@ class TrainingConfig:
     #: optimiser and learning-rate schedule. Ignored when ``output`` already holds a checkpoint
     #: (that run is resumed instead).
     init_from: str | None = None
-    #: arithmetic of the network during training: "float32", or "bfloat16" autocast (GPUs with
-    #: bf16, CPUs with AMX; weights, EMA, optimiser and loss stay float32)
+    #: arithmetic of the network during training: "float32", or "bfloat16" autocast (for GPUs
+    #: with bf16; weights, EMA, optimiser and loss stay float32)
     precision: str = "float32"
     # bookkeeping
     seed: int = 0
