@@ -181,7 +181,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     sampler = PatchSampler(images, cfg.patch_size, seed=cfg.seed + start, weights=weights)
     # noise is synthesised where the network runs (on a GPU, the CPU only crops patches)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
-    autocast_dtype = {"float32": None, "bfloat16": torch.bfloat16}[cfg.precision]
+    bf16 = cfg.precision == "bfloat16"
     ema_params, model_params = list(ema.parameters()), list(model.parameters())
     log_path = out_dir / "train_log.jsonl"
     t0 = time.perf_counter()
@@ -238,8 +238,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
                              torch.randn(x0.shape, generator=gen, device=device))
         else:
             x_t = straight_path(x0, y, t, tau_y)
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16,
-                            enabled=autocast_dtype is not None):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             pred = model(x_t, y, t)
         loss = torch.sqrt((pred.float() - x0) ** 2 + cfg.charbonnier_eps**2).mean()
         opt.zero_grad(set_to_none=True)
