@@ -68,3 +68,41 @@ def test_loaded_weights_are_channels_last_and_agree(net, tmp_path):
     t = torch.rand(y.shape, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(loaded(y, y, t), net(y, y, t), atol=1e-5, rtol=0)
+
+
+def test_deepening_keeps_the_function_and_grows_from_identity():
+    """A shallow model's weights in a deeper one (extra blocks zeroed at their second conv) give
+    the same output; the extra blocks still get gradients, so training can grow them."""
+    from napari_diffdenoise.model.unet import deepen_state_dict
+
+    torch.manual_seed(0)
+    shallow = TimeUNet(UNetConfig(channels=(8, 16, 24), blocks_per_level=1))
+    for p in shallow.parameters():  # a trained-looking model: the tail is not zero
+        torch.nn.init.normal_(p, std=0.05)
+    deep = TimeUNet(UNetConfig(channels=(8, 16, 24), blocks_per_level=2))
+    deep.load_state_dict(deepen_state_dict(shallow.state_dict(), deep))
+    x = torch.rand(2, 1, 16, 16)
+    t = torch.rand(2, 1, 16, 16) * 0.5
+    assert not torch.allclose(shallow(x, x, t), x)  # (the check below is not vacuous)
+    torch.testing.assert_close(deep(x, x, t), shallow(x, x, t), atol=1e-5, rtol=1e-5)
+    assert torch.count_nonzero(deep.enc[0][1].conv2.weight) == 0
+    assert torch.count_nonzero(deep.enc[0][1].conv1.weight) > 0
+    (deep(x, x, t) - x).pow(2).mean().backward()
+    assert deep.enc[0][1].conv2.weight.grad.abs().sum() > 0
+    assert deep.mid[3].conv2.weight.grad.abs().sum() > 0
+
+
+def test_deepening_refuses_other_widths_and_foreign_tensors():
+    from napari_diffdenoise.model.unet import deepen_state_dict
+
+    deep = TimeUNet(UNetConfig(channels=(8, 16, 24), blocks_per_level=2))
+    narrow = TimeUNet(UNetConfig(channels=(8, 12, 24), blocks_per_level=1)).state_dict()
+    with pytest.raises(ValueError, match="shape"):
+        deepen_state_dict(narrow, deep)
+    fewer_levels = TimeUNet(UNetConfig(channels=(8, 16), blocks_per_level=1)).state_dict()
+    with pytest.raises(ValueError):
+        deepen_state_dict(fewer_levels, deep)
+    state = TimeUNet(UNetConfig(channels=(8, 16, 24))).state_dict()
+    state["stray.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match="lacks"):
+        deepen_state_dict(state, deep)

@@ -235,6 +235,22 @@ def test_tiny_train_then_denoise(tmp_path):
     assert meta3["steps"] == 4 and meta3["total_steps"] == 134
     assert meta3["init_from"]["steps"] == 130
 
+    # a warm restart into a deeper network of the same widths: the shallow model's function
+    # (extra blocks start as the identity), then trained on
+    cfg4 = TrainingConfig.from_dict({**cfg3.to_dict(), "output": str(tmp_path / "deep"),
+                                     "blocks_per_level": 2, "steps": 1, "lr": 1e-12,
+                                     "warmup_steps": 1, "val_every": 1})
+    deep = []
+    train_model(cfg4, progress=deep.append)
+    assert deep[0].val_psnr["gaussian25"] == pytest.approx(seen[-1].val_psnr["gaussian25"],
+                                                           abs=0.05)
+    meta4 = json.loads((tmp_path / "deep" / "tiny.json").read_text())
+    assert meta4["architecture"]["blocks_per_level"] == 2
+    assert meta4["training"]["init_from"]["deepened"] is True
+    with pytest.raises(ValueError, match="does not fit"):  # the other way round: refused
+        train_model(TrainingConfig.from_dict({**cfg3.to_dict(), "output": str(tmp_path / "x"),
+                                              "init_from": str(tmp_path / "deep" / "tiny.safetensors")}))
+
 
 
 def _camera_crops(folder, n=3, size=96):

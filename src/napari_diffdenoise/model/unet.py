@@ -13,13 +13,14 @@ is available for experiments.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNetConfig", "TimeUNet"]
+__all__ = ["UNetConfig", "TimeUNet", "deepen_state_dict"]
 
 
 @dataclass(frozen=True)
@@ -169,3 +170,45 @@ class TimeUNet(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+_BLOCK_KEY = re.compile(r"^(enc|dec)\.(\d+)\.(\d+)\.|^mid\.(\d+)\.")
+
+
+def deepen_state_dict(state: dict[str, torch.Tensor], model: TimeUNet) -> dict[str, torch.Tensor]:
+    """The weights of a shallower :class:`TimeUNet` (same channels, fewer residual blocks per
+    level) as a full state dict for ``model``, computing the same function.
+
+    The old blocks keep their places (the first ones of each level); every extra block keeps
+    ``model``'s own initialisation except its second convolution, which is zeroed, so the block
+    starts as the identity (``x + 0``) and training grows it from there (Net2DeeperNet for
+    residual blocks). ``ValueError`` when ``state`` is not such a shallower copy.
+    """
+    target = model.state_dict()
+    src_blocks: dict[str, int] = {}
+    for key in state:
+        m = _BLOCK_KEY.match(key)
+        if m:
+            group = f"{m[1]}.{m[2]}" if m[1] else "mid"
+            index = int(m[3] if m[1] else m[4])
+            src_blocks[group] = max(src_blocks.get(group, 0), index + 1)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in target.items():
+        if key in state:
+            if state[key].shape != value.shape:
+                raise ValueError(f"{key}: shape {tuple(state[key].shape)} in the weights, "
+                                 f"{tuple(value.shape)} in the model (channels differ)")
+            out[key] = state[key].to(value.dtype)
+            continue
+        m = _BLOCK_KEY.match(key)
+        if not m:
+            raise ValueError(f"{key} is missing from the weights")
+        group = f"{m[1]}.{m[2]}" if m[1] else "mid"
+        if group not in src_blocks:
+            raise ValueError(f"the weights have no blocks at {group}")
+        is_conv2 = key.endswith(".conv2.weight") or key.endswith(".conv2.bias")
+        out[key] = torch.zeros_like(value) if is_conv2 else value.clone()
+    extra = sorted(set(state) - set(target))
+    if extra:
+        raise ValueError(f"the weights hold tensors the model lacks: {extra[:3]}")
+    return out

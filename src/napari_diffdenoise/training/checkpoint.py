@@ -101,13 +101,29 @@ def init_weights(path: str | Path, model: torch.nn.Module, ema: torch.nn.Module)
         avg = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     else:
         raw = avg = tensors
+    raw = {k: v.float() for k, v in raw.items()}
+    avg = {k: v.float() for k, v in avg.items()}
+    deepened = False
+    if set(raw) < set(model.state_dict()):
+        # a shallower model of the same widths (fewer blocks per level): deepen it, each
+        # extra block starting as the identity (``deepen_state_dict``)
+        from ..model.unet import deepen_state_dict
+
+        try:
+            raw, avg = deepen_state_dict(raw, model), deepen_state_dict(avg, model)
+        except ValueError as exc:
+            raise ValueError(f"init_from: {path} does not fit the architecture of this run: "
+                             f"{exc}") from exc
+        deepened = True
     try:
-        model.load_state_dict({k: v.float() for k, v in raw.items()}, strict=True)
-        ema.load_state_dict({k: v.float() for k, v in avg.items()}, strict=True)
+        model.load_state_dict(raw, strict=True)
+        ema.load_state_dict(avg, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"init_from: {path} does not fit the architecture of this run: "
                          f"{str(exc).splitlines()[0]}") from exc
     origin: dict[str, Any] = {"path": str(path)}
+    if deepened:
+        origin["deepened"] = True
     meta_path = path.with_suffix(".json")
     if meta_path.is_file():
         try:
