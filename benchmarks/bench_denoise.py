@@ -336,13 +336,31 @@ def ours(noisy: np.ndarray, cfg: Config, **kwargs):
         return DenoiseResult(x, None, np.zeros_like(x), None), 0.0
 
     x = noisy.astype(np.float32) if noisy.dtype.kind == "f" else noisy
-    return timed(denoise, x, model=cfg.model, output_dtype=np.float32, return_details=True,
+    model = kwargs.pop("model", cfg.model)
+    return timed(denoise, x, model=model, output_dtype=np.float32, return_details=True,
                  **kwargs)
 
 
 #: the `fast` preset's arithmetic, forced (the preset itself falls back to float32 on CPUs
 #: without native bfloat16; the header says whether this one has it)
 FAST_LABEL = "ours blind, bfloat16 (fast)"
+DEEP_LABEL = "ours blind, deep model (deep)"
+QUALITY_LABEL = "ours blind, deep ×8 ensemble (quality)"
+ENSEMBLE_LABEL = "ours blind, default ×8 ensemble"
+
+
+def preset_rows(cfg: Config) -> list[tuple[str, dict]]:
+    """Our blind rows besides ``default``: the other presets (``deep`` and ``quality`` only
+    when ``--model`` is the bundled default and their weights are installed), and the default
+    model's own ×8 self-ensemble."""
+    from napari_diffdenoise import list_models
+
+    rows = [(FAST_LABEL, {"precision": "bfloat16"})]
+    if cfg.model == "default" and {"deep", "quality"} <= set(list_models()):
+        rows += [(DEEP_LABEL, {"model": "deep"}), (QUALITY_LABEL, {"model": "quality"})]
+    rows.append((ENSEMBLE_LABEL, {"ensemble": 8}))
+    return rows
+
 
 
 # --------------------------------------------------------------------------- sections
@@ -365,10 +383,9 @@ def section_gaussian(cfg: Config) -> list[str]:
             score("ours blind (default)", res.image, sec)
             if res.report is not None:
                 sigma_err.append(abs(res.report.sigma - sigma) / sigma)
-            res, sec = ours(noisy, cfg, precision="bfloat16")
-            score(FAST_LABEL, res.image, sec)
-            res, sec = ours(noisy, cfg, ensemble=8)
-            score("ours blind, ×8 ensemble (quality)", res.image, sec)
+            for label, kw in preset_rows(cfg):
+                res, sec = ours(noisy, cfg, **kw)
+                score(label, res.image, sec)
             res, sec = ours(noisy, cfg, sigma=float(sigma))
             score("ours known σ", res.image, sec)
             for label, fn in (("BM3D (true σ)", B.bm3d_denoise), ("NLM (true σ)", B.nlm),
@@ -399,7 +416,7 @@ def section_gaussian(cfg: Config) -> list[str]:
               + " | ".join(f"{pub[s]:.2f}" for s in anchor_cols) + " |",
               f"| target: this run's BM3D + {TARGET_GAIN_DB} | "
               + " | ".join(f"{run[s]:.2f}" for s in anchor_cols) + " |"]
-    for m in ("ours blind (default)", FAST_LABEL, "ours blind, ×8 ensemble (quality)", "ours known σ"):
+    for m in ("ours blind (default)", *(label for label, _ in preset_rows(cfg)), "ours known σ"):
         cells = []
         for s in anchor_cols:
             p = sc.mean_psnr(m, f"σ={s}")
@@ -442,6 +459,9 @@ def section_poisson(cfg: Config) -> list[str]:
             score("ours blind (default)", res.image, sec)
             if res.report is not None:
                 est_kinds.append(res.report.kind)
+            for label, kw in preset_rows(cfg)[1:]:
+                other, sec = ours(noisy, cfg, **kw)
+                score(label, other.image, sec)
             est, sec = cached_baseline(B.vst_bm3d, noisy, gain, baseline, offset)
             score("VST+BM3D (true gain/read noise)", est, sec)
             for label, fn in (("BM3D (RMS σ)", B.bm3d_denoise), ("NLM (RMS σ)", B.nlm),
@@ -508,6 +528,9 @@ def section_pairs(cfg: Config) -> list[str]:
         score("noisy input", noisy)
         res, sec = ours(noisy_u8, cfg)
         score("ours blind (default)", res.image, sec)
+        for label, kw in preset_rows(cfg)[1:]:
+            other, sec = ours(noisy_u8, cfg, **kw)
+            score(label, other.image, sec)
         rep = res.report if res.report is not None else estimate_noise(noisy_u8)
         sig = float(estimate_sigma(noisy))
         note = (f"{name}: ours {rep.kind}, σ̂ = {rep.sigma:.3g}, gain = {rep.gain:.4g}, "
@@ -689,8 +712,9 @@ def section_textures(cfg: Config) -> list[str]:
         score("noisy input", noisy)
         res, sec = ours(noisy, cfg)
         score("ours blind (default)", res.image, sec)
-        res, sec = ours(noisy, cfg, ensemble=8)
-        score("ours blind, ×8 ensemble (quality)", res.image, sec)
+        for label, kw in preset_rows(cfg)[1:]:
+            res, sec = ours(noisy, cfg, **kw)
+            score(label, res.image, sec)
         for label, fn in (("BM3D (true σ)", B.bm3d_denoise), ("NLM (true σ)", B.nlm)):
             est, sec = cached_baseline(fn, noisy, sigma)
             score(label, est, sec)
@@ -796,9 +820,15 @@ def section_speed(cfg: Config) -> list[str]:
     from napari_diffdenoise import estimate_noise
     run("noise estimation only (`estimate_noise`)", lambda: estimate_noise(x32), r, False,
         f"median of {r}")
-    run("ours quality (×8 ensemble), blind", lambda: denoise(x32, model=cfg.model, ensemble=8,
-                                                              device="cpu"),
-        1 if cfg.quick else r, False, f"median of {1 if cfg.quick else r}")
+    slow = 1 if cfg.quick else r
+    labels = {DEEP_LABEL: "ours deep, blind",
+              QUALITY_LABEL: "ours quality (deep ×8 ensemble), blind",
+              ENSEMBLE_LABEL: "ours default ×8 ensemble, blind"}
+    for label, kw in preset_rows(cfg)[1:]:
+        kw = {"model": cfg.model, **kw}
+        warm = label == DEEP_LABEL  # (a first call of a new model pays its loading)
+        run(labels[label], lambda kw=kw: denoise(x32, device="cpu", **kw), slow, warm,
+            f"median of {slow}" + (" after a warm-up" if warm else ""))
     if torch.cuda.is_available():
         run("ours default, blind, CUDA", lambda: denoise(x32, model=cfg.model, device="cuda"),
             r, True, f"median of {r} after a warm-up")

@@ -119,3 +119,17 @@ def test_bad_input_shows_error(viewer, widget):
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb", rgb=True)
     assert widget.run() is None
     assert "RGB" in widget.last_error
+
+
+def test_model_list_is_the_api_list_with_each_preset_described(widget):
+    from qtpy.QtCore import Qt
+
+    from napari_diffdenoise import list_models
+    from napari_diffdenoise.model.registry import PRESETS
+
+    combo = widget.model_combo
+    names = [combo.itemData(i) for i in range(combo.count())]
+    assert names == list_models()
+    for i, name in enumerate(names):
+        tip = combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
+        assert tip == (PRESETS[name].description if name in PRESETS else "a saved (fine-tuned) model")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -88,13 +89,21 @@ class DenoiserWidget(QWidget):
         self.scope_combo = QComboBox()
         self.scope_combo.addItem("current slice", "slice")
         self.scope_combo.addItem("whole stack", "stack")
+        from napari_diffdenoise.model.registry import PRESETS
+
         self.model_combo = QComboBox()
         for name in list_models():
             self.model_combo.addItem(name, name)
+            preset = PRESETS.get(name)
+            self.model_combo.setItemData(
+                self.model_combo.count() - 1,
+                preset.description if preset else "a saved (fine-tuned) model",
+                Qt.ItemDataRole.ToolTipRole)
         self.model_combo.setToolTip("default: one network call; fast: the same in bfloat16 where "
                                     "that is faster (GPUs; CPUs where it measures faster: "
-                                    "~1.7× there, else as default); "
-                                    "quality: 8-fold self-ensemble; "
+                                    "~1.7× there, else as default); deep: a deeper network, "
+                                    "about 2× the time; quality: the deeper network with an "
+                                    "8-fold self-ensemble, slowest; "
                                     "fine-tuned models appear here too")
         self.sampler_combo = QComboBox()
         self.sampler_combo.addItem("model default", PRESET)
