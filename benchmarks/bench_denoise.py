@@ -336,31 +336,20 @@ def ours(noisy: np.ndarray, cfg: Config, **kwargs):
         return DenoiseResult(x, None, np.zeros_like(x), None), 0.0
 
     x = noisy.astype(np.float32) if noisy.dtype.kind == "f" else noisy
-    model = kwargs.pop("model", cfg.model)
-    return timed(denoise, x, model=model, output_dtype=np.float32, return_details=True,
+    return timed(denoise, x, model=cfg.model, output_dtype=np.float32, return_details=True,
                  **kwargs)
 
 
 #: the `fast` preset's arithmetic, forced (the preset itself falls back to float32 on CPUs
 #: without native bfloat16; the header says whether this one has it)
 FAST_LABEL = "ours blind, bfloat16 (fast)"
-DEEP_LABEL = "ours blind, deep model (deep)"
-QUALITY_LABEL = "ours blind, deep ×8 ensemble (quality)"
-ENSEMBLE_LABEL = "ours blind, default ×8 ensemble"
+QUALITY_LABEL = "ours blind, ×8 ensemble (quality)"
 
 
 def preset_rows(cfg: Config) -> list[tuple[str, dict]]:
-    """Our blind rows besides ``default``: the other presets (``deep`` and ``quality`` only
-    when ``--model`` is the bundled default and their weights are installed), and the default
-    model's own ×8 self-ensemble."""
-    from napari_diffdenoise import list_models
-
-    rows = [(FAST_LABEL, {"precision": "bfloat16"})]
-    if cfg.model == "default" and {"deep", "quality"} <= set(list_models()):
-        rows += [(DEEP_LABEL, {"model": "deep"}), (QUALITY_LABEL, {"model": "quality"})]
-    rows.append((ENSEMBLE_LABEL, {"ensemble": 8}))
-    return rows
-
+    """Our blind rows besides ``default``: the other presets' settings applied to ``--model``
+    (both presets use the bundled model's weights)."""
+    return [(FAST_LABEL, {"precision": "bfloat16"}), (QUALITY_LABEL, {"ensemble": 8})]
 
 
 # --------------------------------------------------------------------------- sections
@@ -820,15 +809,9 @@ def section_speed(cfg: Config) -> list[str]:
     from napari_diffdenoise import estimate_noise
     run("noise estimation only (`estimate_noise`)", lambda: estimate_noise(x32), r, False,
         f"median of {r}")
-    slow = 1 if cfg.quick else r
-    labels = {DEEP_LABEL: "ours deep, blind",
-              QUALITY_LABEL: "ours quality (deep ×8 ensemble), blind",
-              ENSEMBLE_LABEL: "ours default ×8 ensemble, blind"}
-    for label, kw in preset_rows(cfg)[1:]:
-        kw = {"model": cfg.model, **kw}
-        warm = label == DEEP_LABEL  # (a first call of a new model pays its loading)
-        run(labels[label], lambda kw=kw: denoise(x32, device="cpu", **kw), slow, warm,
-            f"median of {slow}" + (" after a warm-up" if warm else ""))
+    run("ours quality (×8 ensemble), blind", lambda: denoise(x32, model=cfg.model, ensemble=8,
+                                                              device="cpu"),
+        1 if cfg.quick else r, False, f"median of {1 if cfg.quick else r}")
     if torch.cuda.is_available():
         run("ours default, blind, CUDA", lambda: denoise(x32, model=cfg.model, device="cuda"),
             r, True, f"median of {r} after a warm-up")

@@ -104,16 +104,12 @@ def test_missing_path():
 
 def test_bundled_model_loads_offline():
     names = list_models()
-    assert names[:4] == ["default", "fast", "deep", "quality"]
+    assert names[:3] == ["default", "fast", "quality"]
     m = load_model("default")
     assert m.sigma_max > 0 and m.net.parameter_count() > 100_000
     assert m.path.stat().st_size < 8 * 1024 * 1024, "the bundled model must stay small"
-    deep, quality = load_model("deep"), load_model("quality")
-    assert deep.path == quality.path and deep.path.name == "deep.safetensors"
-    assert deep.net.config.channels == m.net.config.channels
-    assert deep.net.config.blocks_per_level == 2 and (deep.ensemble, quality.ensemble) == (1, 8)
-    assert deep.path.stat().st_size < 8 * 1024 * 1024
-    assert next(deep.net.parameters()).dtype == torch.float32  # (stored as float16)
+    quality = load_model("quality")
+    assert quality.path == m.path and (m.ensemble, quality.ensemble) == (1, 8)
 
 
 def test_user_models_are_listed(tmp_path, monkeypatch, saved):

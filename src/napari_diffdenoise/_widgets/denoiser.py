@@ -101,9 +101,8 @@ class DenoiserWidget(QWidget):
                 Qt.ItemDataRole.ToolTipRole)
         self.model_combo.setToolTip("default: one network call; fast: the same in bfloat16 where "
                                     "that is faster (GPUs; CPUs where it measures faster: "
-                                    "~1.7× there, else as default); deep: a deeper network, "
-                                    "about 2× the time; quality: the deeper network with an "
-                                    "8-fold self-ensemble, slowest; "
+                                    "~1.7× there, else as default); "
+                                    "quality: 8-fold self-ensemble; "
                                     "fine-tuned models appear here too")
         self.sampler_combo = QComboBox()
         self.sampler_combo.addItem("model default", PRESET)

@@ -41,10 +41,7 @@ PRESETS: dict[str, Preset] = {
     "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where that is faster (CUDA "
                    "GPUs; CPUs where a one-off timing finds it so), else the same as default",
                    "bfloat16"),
-    "deep": Preset("deep", "direct", 1, 1, "deeper bundled model (two residual blocks per "
-                   "level), one step: about 2× the time of default for a better result"),
-    "quality": Preset("deep", "direct", 1, 8, "deeper bundled model with 8-fold flip/rotation "
-                      "self-ensemble: the best result, slowest"),
+    "quality": Preset("default", "direct", 1, 8, "bundled model with 8-fold flip/rotation self-ensemble"),
 }
 
 

@@ -54,6 +54,12 @@ class TrainingConfig:
     photons_range: tuple[float, float] = (5.0, 300.0)
     read_noise_max: float = 0.05
     impulse_range: tuple[float, float] = (0.03, 0.5)
+    #: share of the Gaussian, spatially variant and Poisson samples whose noise is spatially
+    #: correlated (as real cameras' often is): filtered by a separable 3-tap kernel
+    #: ``[a, 1, a]`` per axis, ``a ~ U[0, correlation_max]``, variance kept; their time map is
+    #: what the blind estimator reads off such noise (its high-frequency part, lower)
+    p_correlated: float = 0.0
+    correlation_max: float = 0.3
     # schedule of the training times
     p_at_observation: float = 0.5
     p_smooth_time: float = 0.2
@@ -101,6 +107,10 @@ class TrainingConfig:
             raise ValueError("synthetic_images and texture_images must be >= 0")
         if not 0.0 <= self.p_fresh_noise <= 1.0:
             raise ValueError(f"p_fresh_noise must be in [0, 1], got {self.p_fresh_noise}")
+        if not 0.0 <= self.p_correlated <= 1.0:
+            raise ValueError(f"p_correlated must be in [0, 1], got {self.p_correlated}")
+        if not 0.0 <= self.correlation_max <= 0.5:
+            raise ValueError(f"correlation_max must be in [0, 0.5], got {self.correlation_max}")
         if self.precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         probs = (self.p_gaussian, self.p_spatially_variant, self.p_poisson, self.p_salt_and_pepper)

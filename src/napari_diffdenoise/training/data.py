@@ -16,7 +16,7 @@ from ..diffusion.impulses import IMPULSE_TIME, fill_missing, gaussian_kernel_1d
 from ..noise.estimate import SIGNAL_SMOOTHING
 from .config import TrainingConfig
 
-__all__ = ["load_clean_images", "PatchSampler", "corrupt", "observed_poisson_sigma"]
+__all__ = ["load_clean_images", "PatchSampler", "corrupt", "correlate_noise", "observed_poisson_sigma"]
 
 _IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
 
@@ -135,6 +135,54 @@ def observed_poisson_sigma(y: torch.Tensor, photons: torch.Tensor, read: torch.T
     return torch.sqrt(torch.maximum(var, floor.clamp_min(1e-8)))
 
 
+def _taps(a: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` tap weights → ``(B, 3)`` kernels ``[a, 1, a] / sqrt(1 + 2a²)`` (unit energy)."""
+    k = torch.stack([a, torch.ones_like(a), a], dim=1)
+    return k / k.square().sum(1, keepdim=True).sqrt()
+
+
+def correlate_noise(noise: torch.Tensor, a_rows: torch.Tensor, a_cols: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Spatially correlated noise from white noise ``(B, 1, H, W)``: a separable 3-tap filter
+    ``[a, 1, a]`` (unit energy, so white noise keeps its variance) along rows and columns, one
+    ``a`` per sample (``(B, 1, 1, 1)`` or ``(B,)``, in [0, 0.5]).
+
+    Also returns, per sample ``(B, 1, 1, 1)``, the share of the variance that the blind noise
+    estimator reads off such noise (1 for white noise; lower, since correlation takes energy
+    out of the high frequencies it looks at), for its two paths: the mean energy of the high
+    DCT band of 7×7 patches (``noise.bands``: the Poisson curve and the local σ map) and the
+    eigenvalue tail of the 7×7 patch covariance (``noise.patches.eigen_tail_variance``: the
+    global Gaussian σ). Both are computed exactly from the kernel, not sampled.
+    """
+    from scipy.signal import correlate2d
+
+    from ..noise.bands import bands_for
+    from ..noise.patches import PATCH_SIZE, eigen_tail_variance
+
+    b = noise.shape[0]
+    kr, kc = _taps(a_rows.reshape(b)), _taps(a_cols.reshape(b))
+    x = noise.reshape(1, b, *noise.shape[2:])
+    x = F.pad(x, (0, 0, 1, 1), mode="reflect")
+    x = F.conv2d(x, kr.to(x.dtype).view(b, 1, 3, 1), groups=b)
+    x = F.pad(x, (1, 1, 0, 0), mode="reflect")
+    x = F.conv2d(x, kc.to(x.dtype).view(b, 1, 1, 3), groups=b)
+
+    p = PATCH_SIZE
+    high = bands_for(p).high  # (p*p, kh), orthonormal columns
+    yy, xx = np.divmod(np.arange(p * p), p)
+    dy, dx = yy[:, None] - yy[None, :], xx[:, None] - xx[None, :]
+    inside = (np.abs(dy) <= 2) & (np.abs(dx) <= 2)
+    band, pca = np.empty(b), np.empty(b)
+    for i, (r, c) in enumerate(zip(kr.cpu().double().numpy(), kc.cpu().double().numpy())):
+        k = np.outer(r, c)
+        auto = correlate2d(k, k, mode="full")  # (5, 5): the noise autocovariance
+        cov = np.where(inside, auto[np.clip(dy + 2, 0, 4), np.clip(dx + 2, 0, 4)], 0.0)
+        band[i] = float(np.einsum("pk,pq,qk->", high, cov, high)) / high.shape[1]
+        pca[i] = eigen_tail_variance(cov)
+    as_t = lambda v: torch.as_tensor(v, dtype=noise.dtype, device=noise.device).view(b, 1, 1, 1)  # noqa: E731
+    return x.reshape(noise.shape), as_t(band), as_t(pca)
+
+
 def corrupt(
     x0: torch.Tensor, cfg: TrainingConfig, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,6 +230,15 @@ def corrupt(
 
     sigma = torch.where(kind == 0, sig_const, torch.where(kind == 1, sig_map, sig_pois))
     y = torch.where(kind == 2, y_pois, x0 + sigma * eps)
+    if cfg.p_correlated > 0:  # (no random numbers drawn otherwise: older recipes unchanged)
+        corr = torch.rand(b, 1, 1, 1, generator=g, device=dev) < cfg.p_correlated
+        taps = _uniform(b, 0.0, cfg.correlation_max, g), _uniform(b, 0.0, cfg.correlation_max, g)
+        noise, band, pca = correlate_noise(y - x0, *taps)
+        y = torch.where(corr, x0 + noise, y)
+        # what the estimator will say: its global PCA σ for constant Gaussian noise, its DCT
+        # band for the local σ map and the Poisson curve
+        reading = torch.where(kind == 0, pca, band)
+        sigma = torch.where(corr, sigma * reading.sqrt(), sigma)
     is_sp = kind == 3
     y = torch.where(is_sp, y_sp, y)
     sigma = torch.where(is_sp, sig_sp_map, sigma)

@@ -203,7 +203,9 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
                 "recipe": cfg.to_dict(),
                 **({"init_from": origin, "total_steps": (base or 0) + step} if origin else {}),
             },
-            description=f"TimeUNet {list(cfg.channels)}, trained {step} steps"
+            description=f"TimeUNet {list(cfg.channels)}"
+            + (f" × {cfg.blocks_per_level} blocks per level" if cfg.blocks_per_level > 1 else "")
+            + f", trained {step} steps"
             + (f" from a {base}-step model ({base + step} in all)" if base is not None else ""),
         )
         save_model(ema, out_dir / cfg.name, info)
