@@ -1,8 +1,7 @@
 """Ship a trained model in the package, and keep a compact copy of its training checkpoint.
 
-    python scripts/bundle_model.py runs/deep_stage5/deep.safetensors --half
-    python scripts/bundle_model.py runs/deep_stage5/deep.safetensors --half \\
-        --keep-checkpoint training_runs/deep_stage5
+    python scripts/bundle_model.py runs/<run>/<name>.safetensors [--half]
+    python scripts/bundle_model.py runs/<run>/<name>.safetensors --keep-checkpoint training_runs/<run>
 
 The model file (EMA weights + JSON sidecar, as a training run writes it) is copied into
 ``src/napari_diffdenoise/model/weights/`` under its own name; ``--half`` stores the weights as
@@ -17,8 +16,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,7 @@ def test_correlated_corruption_time_map_is_the_reading():
     torch.testing.assert_close(y0, y1)
     y, tau = corrupt(x0, _cfg(**base, p_correlated=1.0, correlation_max=0.3),
                      torch.Generator().manual_seed(5))
-    torch.testing.assert_close(tau, tau0 * (tau / tau0))  # (constant per sample)
+    assert float(tau.flatten(1).std(1).max()) < 1e-6  # still one σ per image
     ratio = (tau / tau0).flatten(1)[:, 0]
     assert float(ratio.max()) <= 1.0 + 1e-6 and float(ratio.min()) < 0.95
     std = (y - x0).flatten(1).std(1)
