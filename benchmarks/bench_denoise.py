@@ -342,14 +342,11 @@ def ours(noisy: np.ndarray, cfg: Config, **kwargs):
 
 #: the `fast` preset's arithmetic, forced (the preset itself falls back to float32 on CPUs
 #: without native bfloat16; the header says whether this one has it)
-FAST_LABEL = "ours blind, bfloat16 (fast)"
-QUALITY_LABEL = "ours blind, ×8 ensemble (quality)"
-
-
-def preset_rows(cfg: Config) -> list[tuple[str, dict]]:
-    """Our blind rows besides ``default``: the other presets' settings applied to ``--model``
-    (both presets use the bundled model's weights)."""
-    return [(FAST_LABEL, {"precision": "bfloat16"}), (QUALITY_LABEL, {"ensemble": 8})]
+FAST_ROW = ("ours blind, bfloat16 (fast)", {"precision": "bfloat16"})
+#: the `quality` preset's settings applied to ``--model`` (the preset uses the bundled weights)
+QUALITY_ROW = ("ours blind, ×8 ensemble (quality)", {"ensemble": 8})
+#: our blind rows besides ``default``: the other presets
+PRESET_ROWS = (FAST_ROW, QUALITY_ROW)
 
 
 # --------------------------------------------------------------------------- sections
@@ -372,7 +369,7 @@ def section_gaussian(cfg: Config) -> list[str]:
             score("ours blind (default)", res.image, sec)
             if res.report is not None:
                 sigma_err.append(abs(res.report.sigma - sigma) / sigma)
-            for label, kw in preset_rows(cfg):
+            for label, kw in PRESET_ROWS:
                 res, sec = ours(noisy, cfg, **kw)
                 score(label, res.image, sec)
             res, sec = ours(noisy, cfg, sigma=float(sigma))
@@ -405,7 +402,7 @@ def section_gaussian(cfg: Config) -> list[str]:
               + " | ".join(f"{pub[s]:.2f}" for s in anchor_cols) + " |",
               f"| target: this run's BM3D + {TARGET_GAIN_DB} | "
               + " | ".join(f"{run[s]:.2f}" for s in anchor_cols) + " |"]
-    for m in ("ours blind (default)", *(label for label, _ in preset_rows(cfg)), "ours known σ"):
+    for m in ("ours blind (default)", *(label for label, _ in PRESET_ROWS), "ours known σ"):
         cells = []
         for s in anchor_cols:
             p = sc.mean_psnr(m, f"σ={s}")
@@ -448,9 +445,8 @@ def section_poisson(cfg: Config) -> list[str]:
             score("ours blind (default)", res.image, sec)
             if res.report is not None:
                 est_kinds.append(res.report.kind)
-            for label, kw in preset_rows(cfg)[1:]:
-                other, sec = ours(noisy, cfg, **kw)
-                score(label, other.image, sec)
+            other, sec = ours(noisy, cfg, **QUALITY_ROW[1])
+            score(QUALITY_ROW[0], other.image, sec)
             est, sec = cached_baseline(B.vst_bm3d, noisy, gain, baseline, offset)
             score("VST+BM3D (true gain/read noise)", est, sec)
             for label, fn in (("BM3D (RMS σ)", B.bm3d_denoise), ("NLM (RMS σ)", B.nlm),
@@ -517,9 +513,8 @@ def section_pairs(cfg: Config) -> list[str]:
         score("noisy input", noisy)
         res, sec = ours(noisy_u8, cfg)
         score("ours blind (default)", res.image, sec)
-        for label, kw in preset_rows(cfg)[1:]:
-            other, sec = ours(noisy_u8, cfg, **kw)
-            score(label, other.image, sec)
+        other, sec = ours(noisy_u8, cfg, **QUALITY_ROW[1])
+        score(QUALITY_ROW[0], other.image, sec)
         rep = res.report if res.report is not None else estimate_noise(noisy_u8)
         sig = float(estimate_sigma(noisy))
         note = (f"{name}: ours {rep.kind}, σ̂ = {rep.sigma:.3g}, gain = {rep.gain:.4g}, "
@@ -701,9 +696,8 @@ def section_textures(cfg: Config) -> list[str]:
         score("noisy input", noisy)
         res, sec = ours(noisy, cfg)
         score("ours blind (default)", res.image, sec)
-        for label, kw in preset_rows(cfg)[1:]:
-            res, sec = ours(noisy, cfg, **kw)
-            score(label, res.image, sec)
+        res, sec = ours(noisy, cfg, **QUALITY_ROW[1])
+        score(QUALITY_ROW[0], res.image, sec)
         for label, fn in (("BM3D (true σ)", B.bm3d_denoise), ("NLM (true σ)", B.nlm)):
             est, sec = cached_baseline(fn, noisy, sigma)
             score(label, est, sec)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_denoise import seed_for  # noqa: E402  (the benchmark's noise seeds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in sigmas:
             scores = []
             for name, clean in images:
-                # the benchmark's seeds: crc32('gaussian/<image>/<σ>')
-                noisy = add_noise(clean, "gaussian", sigma=s,
-                                  seed=zlib.crc32(f"gaussian/{name}/{s}".encode()) & 0x7FFFFFFF)
+                noisy = add_noise(clean, "gaussian", sigma=s, seed=seed_for("gaussian", name, s))
                 out = denoise(noisy.astype(np.float32), model=model, ensemble=a.ensemble,
                               output_dtype=np.float32)
                 mse = np.mean((np.clip(out, 0, 255) - clean) ** 2)

@@ -64,6 +64,7 @@ def test_correlated_corruption_time_map_is_the_reading():
     y0, tau0 = corrupt(x0, _cfg(**base), torch.Generator().manual_seed(5))
     y1, tau1 = corrupt(x0, _cfg(**base, p_correlated=0.0), torch.Generator().manual_seed(5))
     torch.testing.assert_close(y0, y1)
+    torch.testing.assert_close(tau0, tau1)
     y, tau = corrupt(x0, _cfg(**base, p_correlated=1.0, correlation_max=0.3),
                      torch.Generator().manual_seed(5))
     assert float(tau.flatten(1).std(1).max()) < 1e-6  # still one σ per image

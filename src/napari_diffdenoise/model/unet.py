@@ -172,7 +172,15 @@ class TimeUNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-_BLOCK_KEY = re.compile(r"^(enc|dec)\.(\d+)\.(\d+)\.|^mid\.(\d+)\.")
+_BLOCK_KEY = re.compile(r"^(enc|dec)\.(\d+)\.\d+\.|^mid\.\d+\.")
+
+
+def _block_group(key: str) -> str | None:
+    """``"enc.<level>"``, ``"dec.<level>"`` or ``"mid"`` for a residual block's tensor, else None."""
+    m = _BLOCK_KEY.match(key)
+    if m is None:
+        return None
+    return f"{m[1]}.{m[2]}" if m[1] else "mid"
 
 
 def deepen_state_dict(state: dict[str, torch.Tensor], model: TimeUNet) -> dict[str, torch.Tensor]:
@@ -185,13 +193,10 @@ def deepen_state_dict(state: dict[str, torch.Tensor], model: TimeUNet) -> dict[s
     residual blocks). ``ValueError`` when ``state`` is not such a shallower copy.
     """
     target = model.state_dict()
-    src_blocks: dict[str, int] = {}
-    for key in state:
-        m = _BLOCK_KEY.match(key)
-        if m:
-            group = f"{m[1]}.{m[2]}" if m[1] else "mid"
-            index = int(m[3] if m[1] else m[4])
-            src_blocks[group] = max(src_blocks.get(group, 0), index + 1)
+    extra = sorted(set(state) - set(target))
+    if extra:
+        raise ValueError(f"the weights hold tensors the model lacks: {extra[:3]}")
+    groups = {_block_group(key) for key in state} - {None}
     out: dict[str, torch.Tensor] = {}
     for key, value in target.items():
         if key in state:
@@ -200,15 +205,11 @@ def deepen_state_dict(state: dict[str, torch.Tensor], model: TimeUNet) -> dict[s
                                  f"{tuple(value.shape)} in the model (channels differ)")
             out[key] = state[key].to(value.dtype)
             continue
-        m = _BLOCK_KEY.match(key)
-        if not m:
+        group = _block_group(key)
+        if group is None:
             raise ValueError(f"{key} is missing from the weights")
-        group = f"{m[1]}.{m[2]}" if m[1] else "mid"
-        if group not in src_blocks:
+        if group not in groups:
             raise ValueError(f"the weights have no blocks at {group}")
         is_conv2 = key.endswith(".conv2.weight") or key.endswith(".conv2.bias")
         out[key] = torch.zeros_like(value) if is_conv2 else value.clone()
-    extra = sorted(set(state) - set(target))
-    if extra:
-        raise ValueError(f"the weights hold tensors the model lacks: {extra[:3]}")
     return out
