@@ -897,8 +897,9 @@ def header(cfg: Config, argv: Sequence[str]) -> list[str]:
         f"{m.net.parameter_count():,} parameters; σ_max {m.sigma_max:g}",
         f"- napari-diffdenoise {__version__}, git {git_revision()}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-        f"with {torch.get_num_threads()} threads, device cpu, native bfloat16: "
-        f"{'yes' if fast_bfloat16(torch.device('cpu')) else 'no (emulated: slower than float32)'}"
+        f"with {torch.get_num_threads()} threads, device cpu, bfloat16 faster than float32 "
+        f"here (so the `fast` preset uses it): "
+        f"{'yes' if fast_bfloat16(torch.device('cpu')) else 'no (the `fast` preset runs float32)'}"
         + (f" (CUDA: {torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
         + f"; load average at start: {load}",
         f"- Libraries: numpy {np.__version__}, scipy {scipy.__version__}, scikit-image "

@@ -253,7 +253,8 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
     def plane_map(i: int) -> np.ndarray:
         plane = np.asarray(plane_of(arr, i), dtype=np.float64)
         if kind == "poisson":
-            return curve_sigma_map(plane, fit, darkest=m_lo, smoothing=SIGNAL_SMOOTHING)
+            return curve_sigma_map(plane, fit, darkest=m_lo, smoothing=SIGNAL_SMOOTHING,
+                                   levels=(curve_means, curve_vars))
         impulses = fit_masks[i] if i in fit_masks else detect_impulses(plane).mask
         return local_sigma_map(plane, patch=p, bands=bands, exclude=impulses,
                                max_patches=MAX_PATCHES)

@@ -219,14 +219,35 @@ def estimate_curve(
 
 
 def curve_sigma_map(plane: np.ndarray, fit: CurveFit, *, darkest: float,
-                    smoothing: float = 1.5) -> np.ndarray:
-    """Per-pixel noise std ``sqrt(gain * x + baseline)`` at the smoothed signal ``x`` (float32).
+                    smoothing: float = 1.5,
+                    levels: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Per-pixel noise std at the smoothed signal ``x`` (float32).
 
-    Below ``darkest`` (the darkest level set of the fit) the line is not extrapolated, since it
-    may reach zero there; the variance is floored at a quarter of its value at ``darkest``.
+    Without ``levels``: ``sqrt(gain * x + baseline)``, the fitted line. With ``levels`` (the
+    level sets' means and measured variances): the variance interpolated piecewise-linearly
+    through the level sets, so the map follows a curve that departs from the Poisson-Gaussian
+    line (clipping, saturation, noise whose correlation grows with the signal; see
+    ``docs/noise.md``). Above the brightest level set it rises with the fitted gain where the
+    last measured segment rises, and stays flat where it falls (saturation).
+
+    Below ``darkest`` (the darkest level set of the fit) the curve is not extrapolated, since the
+    line may reach zero there; the variance is floored at a quarter of its value at ``darkest``.
     """
     signal = ndimage.gaussian_filter(plane.astype(np.float32), smoothing, truncate=3.0)
     np.maximum(signal, np.float32(darkest), out=signal)
-    var = np.float32(fit.gain) * signal + np.float32(fit.baseline)
-    floor = np.float32(max(float(fit.variance(darkest)), 0.0) * 0.25)
+    if levels is None:
+        var = np.float32(fit.gain) * signal + np.float32(fit.baseline)
+        at_darkest = float(fit.variance(darkest))
+    else:
+        m, v = (np.asarray(a, dtype=np.float64).ravel() for a in levels)
+        ok = np.isfinite(m) & np.isfinite(v) & (v > 0)
+        order = np.argsort(m[ok])
+        m, v = m[ok][order], v[ok][order]
+        if m.size == 0:
+            return curve_sigma_map(plane, fit, darkest=darkest, smoothing=smoothing)
+        var = np.interp(signal, m, v).astype(np.float32)
+        if m.size == 1 or v[-1] >= v[-2]:  # not saturating: go on with the fitted gain
+            var += np.float32(max(fit.gain, 0.0)) * np.maximum(signal - np.float32(m[-1]), 0)
+        at_darkest = float(np.interp(darkest, m, v))
+    floor = np.float32(max(at_darkest, 0.0) * 0.25)
     return np.sqrt(np.maximum(var, floor, out=var), out=var)
