@@ -55,7 +55,9 @@ class NoiseReport:
     impulse_mask
         Boolean mask (image shape) of detected impulses for ``"salt_and_pepper"``, else None.
     sigma_map
-        float32, image shape: per-pixel noise std (for salt-and-pepper: of the non-impulse noise).
+        float32, image shape: per-pixel noise std (for salt-and-pepper: of the non-impulse noise;
+        for ``"poisson"``: the level-set curve below at the smoothed signal, which may depart
+        from the fitted line where the data do).
     curve_means, curve_variances
         Binned local mean / noise variance points (the variance-versus-mean plot).
     intensity_range
