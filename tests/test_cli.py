@@ -23,6 +23,26 @@ def test_models(capsys):
     assert "default" in capsys.readouterr().out.split()
 
 
+def test_models_long_lists_descriptions_and_survives_a_broken_user_model(tmp_path, monkeypatch,
+                                                                        capsys):
+    import shutil
+
+    from napari_diffdenoise.model.registry import bundled_dir
+
+    for ext in ("safetensors", "json"):
+        shutil.copy(bundled_dir() / f"default.{ext}", tmp_path / f"mine.{ext}")
+    (tmp_path / "broken.safetensors").write_bytes(b"not weights")
+    (tmp_path / "broken.json").write_text("{not json")
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path))
+    assert main(["models", "--long"]) == 0
+    rows = {line.split("\t")[0]: line.split("\t") for line in capsys.readouterr().out.splitlines()}
+    assert {"default", "fast", "quality", "mine", "broken"} <= set(rows)
+    assert all(len(r) == 3 for r in rows.values())
+    assert "self-ensemble" in rows["quality"][1]
+    assert rows["mine"][1].startswith("TimeUNet") and rows["mine"][2] == str(tmp_path / "mine.safetensors")
+    assert rows["broken"][1].startswith("unreadable: ") and "not valid JSON" in rows["broken"][1]
+
+
 def test_inspect_json(tmp_path, capsys):
     _, path = _noisy_tif(tmp_path)
     assert main(["inspect", str(path), "--json"]) == 0

@@ -55,10 +55,19 @@ def _write_image(path: str, data) -> None:
 
 
 def _cmd_models(args) -> int:
-    from .model.registry import list_models
+    from .model.registry import list_models, model_path
+    from .model.weights import read_info
 
     for name in list_models():
-        print(name)
+        if not args.long:
+            print(name)
+            continue
+        path, preset = model_path(name)
+        try:
+            about = read_info(path).description
+        except (OSError, ValueError) as exc:  # a broken user model: say so, list the rest
+            about = f"unreadable: {exc}"
+        print(f"{name}\t{preset.description if preset else about}\t{path}")
     return 0
 
 
@@ -115,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-diffdenoise", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list the available models").set_defaults(func=_cmd_models)
+    pm = sub.add_parser("models", help="list the available models")
+    pm.add_argument("-l", "--long", action="store_true",
+                    help="also print each model's description and weight file (tab-separated)")
+    pm.set_defaults(func=_cmd_models)
     p = sub.add_parser("inspect", help="estimate the noise of an image file")
     p.add_argument("input")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
