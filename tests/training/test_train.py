@@ -75,6 +75,42 @@ def test_correlated_corruption_time_map_is_the_reading():
     torch.testing.assert_close(std, expected, rtol=0.1, atol=2e-3)
 
 
+def test_black_clipping_corruption():
+    """With ``p_clip_black`` 1 the Gaussian and Poisson observations are clamped at a floor
+    near the patch's darkest signal (a pile-up there, nothing below it), the Poisson time map
+    is computed from the clamped data and the Gaussian σ is unchanged; with 0 nothing changes
+    and no random number is drawn."""
+    x0 = torch.linspace(0.0, 1.0, 64).view(1, 1, 1, 64).expand(16, 1, 64, 64).contiguous()
+    for kind in ("gaussian", "poisson"):
+        probs = dict(p_gaussian=float(kind == "gaussian"), p_spatially_variant=0,
+                     p_poisson=float(kind == "poisson"), p_salt_and_pepper=0)
+        base = dict(**probs, sigma_range=(0.05, 0.1), photons_range=(20, 20),
+                    read_noise_max=0.02)
+        y0, tau0 = corrupt(x0, _cfg(**base), torch.Generator().manual_seed(3))
+        y1, tau1 = corrupt(x0, _cfg(**base, p_clip_black=0.0), torch.Generator().manual_seed(3))
+        torch.testing.assert_close(y0, y1)
+        torch.testing.assert_close(tau0, tau1)
+        y, tau = corrupt(x0, _cfg(**base, p_clip_black=1.0, clip_black_range=(0.0, 0.5)),
+                         torch.Generator().manual_seed(3))
+        floor = y.flatten(1).amin(1)
+        at_floor = (y.flatten(1) == floor[:, None]).float().mean(1)
+        assert float(at_floor.min()) > 0.01  # a pile-up at the floor in every sample
+        # the floor: the darkest signal (2nd percentile) plus 0-0.5 noise stds there
+        dark = float(torch.quantile(x0[0].flatten(), 0.02))
+        s_dark = (tau0.flatten(1)[:, 0] * 0.5 if kind == "gaussian"
+                  else torch.full((16,), (dark / 20 + 0.02**2) ** 0.5))
+        assert bool(((floor >= dark - 1e-6) & (floor <= dark + 0.5 * s_dark + 1e-6)).all())
+        bright = (slice(None), 0, slice(None), slice(40, None))
+        # far above the floor: untouched (but for a rare deep Poisson dip at 20 photons)
+        assert float((y[bright] != y0[bright]).float().mean()) < 1e-3
+        if kind == "gaussian":
+            torch.testing.assert_close(tau, tau0)
+        else:
+            dark = (slice(None), 0, slice(8, -8), slice(0, 8))
+            assert float(tau[dark].mean()) > float(tau0[dark].mean())  # clamped data read brighter
+            torch.testing.assert_close(tau[bright], tau0[bright], rtol=0.02, atol=1e-4)
+
+
 def test_spatially_variant_corruption_varies_in_space():
     cfg = _cfg(p_gaussian=0, p_spatially_variant=1, p_poisson=0, p_salt_and_pepper=0,
                sigma_range=(0.01, 0.3))
@@ -143,7 +179,8 @@ def test_fill_missing_interpolates_from_neighbours():
 
 @pytest.mark.parametrize("kw", [dict(steps=0), dict(patch_size=20), dict(sigma_range=(0.1, 0.9)),
                                 dict(p_gaussian=-1), dict(p_synthetic=1.5),
-                                dict(p_fresh_noise=-0.1), dict(p_correlated=1.5),
+                                dict(p_fresh_noise=-0.1), dict(p_correlated=1.5), dict(p_clip_black=-0.5),
+                                dict(clip_black_range=(1.0, 0.0)),
                                 dict(correlation_max=0.6)])
 def test_bad_config(kw):
     with pytest.raises(ValueError):

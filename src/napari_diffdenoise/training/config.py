@@ -60,6 +60,13 @@ class TrainingConfig:
     #: what the blind estimator reads off such noise (its high-frequency part, lower)
     p_correlated: float = 0.0
     correlation_max: float = 0.3
+    #: share of the Gaussian and Poisson samples clipped at a black level, as cameras and PMT
+    #: digitisers clamp what falls below their floor (the FMD frames: 77 % of the background at
+    #: one grey value, sparse photon counts above it): ``y = max(y, black)`` with ``black`` the
+    #: patch's darkest signal (2nd percentile) plus ``u`` times the noise std there,
+    #: ``u ~ U[clip_black_range]``; the target stays the unclipped signal
+    p_clip_black: float = 0.0
+    clip_black_range: tuple[float, float] = (-1.0, 0.75)
     # schedule of the training times
     p_at_observation: float = 0.5
     p_smooth_time: float = 0.2
@@ -89,6 +96,7 @@ class TrainingConfig:
         self.sigma_range = tuple(float(s) for s in self.sigma_range)  # type: ignore[assignment]
         self.photons_range = tuple(float(s) for s in self.photons_range)  # type: ignore[assignment]
         self.impulse_range = tuple(float(s) for s in self.impulse_range)  # type: ignore[assignment]
+        self.clip_black_range = tuple(float(s) for s in self.clip_black_range)  # type: ignore[assignment]
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
         if self.patch_size < 16 or self.patch_size % 8:
@@ -109,6 +117,11 @@ class TrainingConfig:
             raise ValueError(f"p_fresh_noise must be in [0, 1], got {self.p_fresh_noise}")
         if not 0.0 <= self.p_correlated <= 1.0:
             raise ValueError(f"p_correlated must be in [0, 1], got {self.p_correlated}")
+        if not 0.0 <= self.p_clip_black <= 1.0:
+            raise ValueError(f"p_clip_black must be in [0, 1], got {self.p_clip_black}")
+        if len(self.clip_black_range) != 2 or self.clip_black_range[0] > self.clip_black_range[1]:
+            raise ValueError(f"clip_black_range must be (low, high) with low <= high, got "
+                             f"{self.clip_black_range}")
         if not 0.0 <= self.correlation_max <= 0.5:
             raise ValueError(f"correlation_max must be in [0, 0.5], got {self.correlation_max}")
         if self.precision not in ("float32", "bfloat16"):

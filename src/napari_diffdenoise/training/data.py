@@ -239,6 +239,22 @@ def corrupt(
         # band for the local σ map and the Poisson curve
         reading = torch.where(kind == 0, pca, band)
         sigma = torch.where(corr, sigma * reading.sqrt(), sigma)
+    if cfg.p_clip_black > 0:  # (no random numbers drawn otherwise: older recipes unchanged)
+        clip = (torch.rand(b, 1, 1, 1, generator=g, device=dev) < cfg.p_clip_black) & (
+            (kind == 0) | (kind == 2))
+        dark = torch.quantile(x0.reshape(b, -1), 0.02, dim=1).view(b, 1, 1, 1)
+        s_dark = torch.where(kind == 2, torch.sqrt(dark.clamp_min(0.0) / photons + read**2),
+                             sig_const[:, :, :1, :1])
+        black = dark + _uniform(b, *cfg.clip_black_range, g) * s_dark
+        y_clip = torch.maximum(y, black)
+        y = torch.where(clip, y_clip, y)
+        # the Poisson map as the estimator sees the clipped data (its reading of correlated
+        # noise kept); the Gaussian σ is the unclipped one (the estimator leaves clipped level
+        # sets out)
+        sig_clip = observed_poisson_sigma(y_clip, photons, read)
+        if cfg.p_correlated > 0:
+            sig_clip = torch.where(corr, sig_clip * reading.sqrt(), sig_clip)
+        sigma = torch.where(clip & (kind == 2), sig_clip, sigma)
     is_sp = kind == 3
     y = torch.where(is_sp, y_sp, y)
     sigma = torch.where(is_sp, sig_sp_map, sigma)
