@@ -106,8 +106,8 @@ def test_black_clipping_corruption():
         if kind == "gaussian":
             torch.testing.assert_close(tau, tau0)
         else:
-            dark = (slice(None), 0, slice(8, -8), slice(0, 8))
-            assert float(tau[dark].mean()) > float(tau0[dark].mean())  # clamped data read brighter
+            dark_px = (slice(None), 0, slice(8, -8), slice(0, 8))
+            assert float(tau[dark_px].mean()) > float(tau0[dark_px].mean())  # clamped: brighter
             torch.testing.assert_close(tau[bright], tau0[bright], rtol=0.02, atol=1e-4)
 
 
@@ -179,8 +179,8 @@ def test_fill_missing_interpolates_from_neighbours():
 
 @pytest.mark.parametrize("kw", [dict(steps=0), dict(patch_size=20), dict(sigma_range=(0.1, 0.9)),
                                 dict(p_gaussian=-1), dict(p_synthetic=1.5),
-                                dict(p_fresh_noise=-0.1), dict(p_correlated=1.5), dict(p_clip_black=-0.5),
-                                dict(clip_black_range=(1.0, 0.0)),
+                                dict(p_fresh_noise=-0.1), dict(p_correlated=1.5),
+                                dict(p_clip_black=-0.5), dict(clip_black_range=(1.0, 0.0)),
                                 dict(correlation_max=0.6)])
 def test_bad_config(kw):
     with pytest.raises(ValueError):

@@ -64,7 +64,8 @@ class TrainingConfig:
     #: digitisers clamp what falls below their floor (the FMD frames: 77 % of the background at
     #: one grey value, sparse photon counts above it): ``y = max(y, black)`` with ``black`` the
     #: patch's darkest signal (2nd percentile) plus ``u`` times the noise std there,
-    #: ``u ~ U[clip_black_range]``; the target stays the unclipped signal
+    #: ``u ~ U[clip_black_range]``; the target stays the unclipped signal. (Stage 7b of
+    #: docs/training.md: worse on the FMD pairs, whose background is not a clamp; off.)
     p_clip_black: float = 0.0
     clip_black_range: tuple[float, float] = (-1.0, 0.75)
     # schedule of the training times
