@@ -285,3 +285,27 @@ def test_samples_through_the_widget(qtbot, viewer, inspector):
     t = levels_to_time_map(tmap.data, levels=tmap.metadata["time_levels"])
     np.testing.assert_allclose(t[impulses], report.time_map()[impulses], atol=0.5 / 255 + 1e-6)
     assert "salt" in inspector.result_text.toPlainText()
+
+
+def test_plot_shows_the_curve_the_poisson_sigma_map_follows(qtbot):
+    """For Poisson noise the σ map follows the measured level sets, not the fitted line
+    (docs/noise.md): the plot draws both; for Gaussian noise only the fit."""
+    from napari_diffdenoise import estimate_noise
+    from napari_diffdenoise._widgets._plots import NoisePlotCanvas
+
+    canvas = NoisePlotCanvas()
+    qtbot.addWidget(canvas)
+    clean = 1000.0 * synthetic_fluorescence((192, 192), kind="mixed", seed=3).astype(float)
+    poisson = estimate_noise(add_noise(clean, "poisson_gaussian", gain=2.0, read_noise=3.0,
+                                       seed=0))
+    assert poisson.kind == "poisson"
+    canvas.plot_report(poisson)
+    lines = {line.get_label(): line for line in canvas.ax_curve.get_lines()}
+    assert set(lines) == {"fit", "σ map"}
+    order = np.argsort(poisson.curve_means)
+    np.testing.assert_allclose(lines["σ map"].get_xdata(), poisson.curve_means[order])
+    np.testing.assert_allclose(lines["σ map"].get_ydata(), poisson.curve_variances[order])
+    gaussian = estimate_noise(add_noise(clean, "gaussian", sigma=20.0, seed=0))
+    assert gaussian.kind == "gaussian"
+    canvas.plot_report(gaussian)
+    assert [line.get_label() for line in canvas.ax_curve.get_lines()] == ["fit"]

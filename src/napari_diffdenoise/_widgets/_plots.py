@@ -60,7 +60,8 @@ class NoisePlotCanvas(FigureCanvasQTAgg):
         self.draw_idle()
 
     def plot_report(self, report: NoiseReport, *, sigma_max: float | None = None) -> None:
-        """Draw ``report``'s variance-vs-mean points, its fitted curve and its σ-map histogram."""
+        """Draw ``report``'s variance-vs-mean points, its fitted curve (and for Poisson noise the
+        curve through the points that its σ map follows) and its σ-map histogram."""
         self.clear()
         means = np.asarray(report.curve_means, dtype=float).ravel()
         variances = np.asarray(report.curve_variances, dtype=float).ravel()
@@ -70,6 +71,11 @@ class NoisePlotCanvas(FigureCanvasQTAgg):
             grid = np.linspace(float(means.min()), float(means.max()), 200)
             fitted = np.asarray(report.noise_std(grid), dtype=float) ** 2
             ax.plot(grid, np.broadcast_to(fitted, grid.shape), color=_FIT, lw=1.5, label="fit")
+            if report.kind == "poisson":  # the σ map runs through the points, not the line
+                ok = np.isfinite(means) & np.isfinite(variances) & (variances > 0)
+                order = np.argsort(means[ok])
+                ax.plot(means[ok][order], variances[ok][order], color=_ACCENT, lw=0.8, ls=":",
+                        label="σ map")
             legend = ax.legend(fontsize=7, facecolor=_BG, edgecolor=_FG, loc="best")
             for text in legend.get_texts():
                 text.set_color(_FG)
