@@ -29,12 +29,6 @@ from bench_denoise import affine_fit, seed_for  # noqa: E402
 DATA = HERE.parent.parent / "shared" / "data"
 
 
-def level_points(rep) -> tuple[np.ndarray, np.ndarray]:
-    cm, cv = np.asarray(rep.curve_means), np.asarray(rep.curve_variances)
-    ok = np.isfinite(cm) & np.isfinite(cv) & (cv > 0)
-    return cm[ok], cv[ok]
-
-
 def quadratic(cm: np.ndarray, cv: np.ndarray, rep) -> np.ndarray:
     """``a + b·m + c·m²`` through the level sets, relative weights, 3-MAD outlier rejection."""
     lin = np.maximum(np.abs(rep.gain * cm + rep.baseline_variance), 1e-3 * cv.max())
@@ -54,9 +48,9 @@ def quadratic(cm: np.ndarray, cv: np.ndarray, rep) -> np.ndarray:
 
 
 def maps(noisy: np.ndarray, rep) -> dict[str, np.ndarray]:
-    from napari_diffdenoise.noise.poisson import CurveFit, curve_sigma_map
+    from napari_diffdenoise.noise.poisson import CurveFit, curve_points, curve_sigma_map
 
-    cm, cv = level_points(rep)
+    cm, cv = curve_points(rep.curve_means, rep.curve_variances)
     line = CurveFit(rep.gain, rep.baseline_variance, np.ones(cm.size, bool), 0.0)
     positive = cm[line.variance(cm) > 0]
     darkest = float(positive.min()) if positive.size else float(cm.min())

@@ -72,9 +72,9 @@ class NoisePlotCanvas(FigureCanvasQTAgg):
             fitted = np.asarray(report.noise_std(grid), dtype=float) ** 2
             ax.plot(grid, np.broadcast_to(fitted, grid.shape), color=_FIT, lw=1.5, label="fit")
             if report.kind == "poisson":  # the σ map runs through the points, not the line
-                ok = np.isfinite(means) & np.isfinite(variances) & (variances > 0)
-                order = np.argsort(means[ok])
-                ax.plot(means[ok][order], variances[ok][order], color=_ACCENT, lw=0.8, ls=":",
+                from napari_diffdenoise.noise.poisson import curve_points
+
+                ax.plot(*curve_points(means, variances), color=_ACCENT, lw=0.8, ls=":",
                         label="σ map")
             legend = ax.legend(fontsize=7, facecolor=_BG, edgecolor=_FG, loc="best")
             for text in legend.get_texts():

@@ -23,8 +23,8 @@ from scipy import ndimage
 from .bands import Bands, group_noise_variance
 from .patches import PatchSample, texture_threshold
 
-__all__ = ["CurveFit", "clipping_levels", "curve_bins", "curve_sigma_map", "estimate_curve",
-           "fit_variance_curve", "quantization_variance"]
+__all__ = ["CurveFit", "clipping_levels", "curve_bins", "curve_points", "curve_sigma_map",
+           "estimate_curve", "fit_variance_curve", "quantization_variance"]
 
 #: Level sets closer than this many noise stds to a clipping level are left out of the fit.
 CLIP_MARGIN_SIGMAS = 3.0
@@ -218,6 +218,14 @@ def estimate_curve(
     return fit, cm, cv, dof
 
 
+def curve_points(means, variances) -> tuple[np.ndarray, np.ndarray]:
+    """The level sets the Poisson σ map runs through: finite, positive variance, by mean."""
+    m, v = (np.asarray(a, dtype=np.float64).ravel() for a in (means, variances))
+    ok = np.isfinite(m) & np.isfinite(v) & (v > 0)
+    order = np.argsort(m[ok])
+    return m[ok][order], v[ok][order]
+
+
 def curve_sigma_map(plane: np.ndarray, fit: CurveFit, *, darkest: float,
                     smoothing: float = 1.5,
                     levels: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -239,10 +247,7 @@ def curve_sigma_map(plane: np.ndarray, fit: CurveFit, *, darkest: float,
         var = np.float32(fit.gain) * signal + np.float32(fit.baseline)
         at_darkest = float(fit.variance(darkest))
     else:
-        m, v = (np.asarray(a, dtype=np.float64).ravel() for a in levels)
-        ok = np.isfinite(m) & np.isfinite(v) & (v > 0)
-        order = np.argsort(m[ok])
-        m, v = m[ok][order], v[ok][order]
+        m, v = curve_points(*levels)
         if m.size == 0:
             return curve_sigma_map(plane, fit, darkest=darkest, smoothing=smoothing)
         var = np.interp(signal, m, v).astype(np.float32)
