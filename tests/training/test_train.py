@@ -111,6 +111,38 @@ def test_black_clipping_corruption():
             torch.testing.assert_close(tau[bright], tau0[bright], rtol=0.02, atol=1e-4)
 
 
+def test_black_level_shift():
+    """``p_black_shift`` lowers a share of the clean patches by ``u`` times their 1st
+    percentile (floored at 0; the result is both the target and what the noise is drawn on),
+    leaves the others and the input alone, and draws no random number when it is 0."""
+    from napari_diffdenoise.training.data import shift_black_level
+
+    x0 = 0.2 + 0.6 * torch.rand(64, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    before = x0.clone()
+    g = torch.Generator().manual_seed(5)
+    state = g.get_state()
+    assert shift_black_level(x0, _cfg(), g) is x0
+    assert torch.equal(g.get_state(), state)  # nothing drawn: older recipes unchanged
+    out = shift_black_level(x0, _cfg(p_black_shift=0.5, black_shift_range=(0.7, 1.0)), g)
+    torch.testing.assert_close(x0, before)  # input untouched
+    changed = (out != x0).flatten(1).any(1)
+    assert 16 < int(changed.sum()) < 48  # about half of the 64 patches
+    q_in = torch.quantile(x0.flatten(1), 0.01, dim=1)
+    q_out = torch.quantile(out.flatten(1), 0.01, dim=1)
+    assert bool((q_out[changed] <= 0.3 * q_in[changed] + 1e-4).all())  # lowered 70-100 %
+    shift = (x0 - out)[changed]
+    assert float(shift.amin()) >= -1e-7 and float(out.amin()) >= 0.0
+    # the same shift for every pixel of a patch (above the floor at 0)
+    lifted = out[changed].flatten(1) > 0
+    per_patch = (x0 - out)[changed].flatten(1)
+    spread = torch.where(lifted, per_patch, per_patch.amax(1, keepdim=True)).amax(1) - \
+        torch.where(lifted, per_patch, per_patch.amax(1, keepdim=True)).amin(1)
+    assert float(spread.max()) < 1e-6
+    torch.testing.assert_close(out[~changed], x0[~changed])
+    everything = shift_black_level(x0, _cfg(p_black_shift=1.0), torch.Generator().manual_seed(1))
+    assert bool((everything != x0).flatten(1).any(1).all())
+
+
 def test_spatially_variant_corruption_varies_in_space():
     cfg = _cfg(p_gaussian=0, p_spatially_variant=1, p_poisson=0, p_salt_and_pepper=0,
                sigma_range=(0.01, 0.3))
@@ -181,6 +213,8 @@ def test_fill_missing_interpolates_from_neighbours():
                                 dict(p_gaussian=-1), dict(p_synthetic=1.5),
                                 dict(p_fresh_noise=-0.1), dict(p_correlated=1.5),
                                 dict(p_clip_black=-0.5), dict(clip_black_range=(1.0, 0.0)),
+                                dict(p_black_shift=1.5), dict(black_shift_range=(0.5, 1.2)),
+                                dict(black_shift_range=(0.9, 0.1)),
                                 dict(correlation_max=0.6)])
 def test_bad_config(kw):
     with pytest.raises(ValueError):
@@ -437,6 +471,20 @@ def test_training_with_textures_runs(tmp_path):
     train_model(cfg)
     meta = json.loads((tmp_path / "run" / "short.json").read_text())
     assert "2 synthetic textures" in meta["training"]["data"]
+
+
+def test_training_loop_lowers_black_levels(tmp_path):
+    """The loop applies ``p_black_shift`` before drawing the noise: the same seed gives another
+    first loss with it than without."""
+    losses = []
+    for p in (0.0, 1.0):
+        seen = []
+        (tmp_path / str(p)).mkdir()
+        cfg = _short_run(tmp_path / str(p), steps=1, val_every=10, checkpoint_every=10,
+                         p_black_shift=p, black_shift_range=(1.0, 1.0), seed=3)
+        train_model(cfg, progress=seen.append)
+        losses.append(seen[0].loss)
+    assert losses[0] != losses[1]
 
 
 def test_every_recipe_is_a_valid_config():

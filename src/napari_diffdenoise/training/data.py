@@ -16,7 +16,8 @@ from ..diffusion.impulses import IMPULSE_TIME, fill_missing, gaussian_kernel_1d
 from ..noise.estimate import SIGNAL_SMOOTHING
 from .config import TrainingConfig
 
-__all__ = ["load_clean_images", "PatchSampler", "corrupt", "correlate_noise", "observed_poisson_sigma"]
+__all__ = ["load_clean_images", "PatchSampler", "corrupt", "correlate_noise", "observed_poisson_sigma",
+           "shift_black_level"]
 
 _IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
 
@@ -181,6 +182,21 @@ def correlate_noise(noise: torch.Tensor, a_rows: torch.Tensor, a_cols: torch.Ten
         pca[i] = eigen_tail_variance(cov)
     as_t = lambda v: torch.as_tensor(v, dtype=noise.dtype, device=noise.device).view(b, 1, 1, 1)  # noqa: E731
     return x.reshape(noise.shape), as_t(band), as_t(pca)
+
+
+def shift_black_level(x0: torch.Tensor, cfg: TrainingConfig, g: torch.Generator) -> torch.Tensor:
+    """Lower a share ``cfg.p_black_shift`` of the clean patches towards black (a new tensor;
+    ``x0`` is not modified): ``max(x0 − u·q, 0)`` with ``q`` the patch's 1st percentile and
+    ``u ~ U[cfg.black_shift_range]``. Returns ``x0`` itself, drawing no random numbers, when
+    the share is 0 (so recipes without it are unchanged)."""
+    if cfg.p_black_shift <= 0:
+        return x0
+    b = x0.shape[0]
+    dev = x0.device
+    pick = torch.rand(b, 1, 1, 1, generator=g, device=dev) < cfg.p_black_shift
+    u = _uniform(b, *cfg.black_shift_range, g)
+    q = torch.quantile(x0.reshape(b, -1), 0.01, dim=1).clamp_min(0.0).view(b, 1, 1, 1)
+    return torch.where(pick, (x0 - u * q).clamp_min(0.0), x0)
 
 
 def corrupt(

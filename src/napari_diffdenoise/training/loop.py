@@ -150,7 +150,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     from ..model.unet import TimeUNet, UNetConfig
     from ..model.weights import ModelInfo, save_model
     from .checkpoint import init_weights, load_checkpoint, save_checkpoint
-    from .data import PatchSampler, corrupt
+    from .data import PatchSampler, corrupt, shift_black_level
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -228,6 +228,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
         for group in opt.param_groups:
             group["lr"] = lr
         x0 = sampler.batch(cfg.batch_size).to(device, non_blocking=True)
+        x0 = shift_black_level(x0, cfg, gen)
         y, tau_y = corrupt(x0, cfg, gen)
         t = sample_train_time(tau_y, p_at_observation=cfg.p_at_observation,
                               p_smooth_field=cfg.p_smooth_time, generator=gen)
