@@ -138,6 +138,57 @@ def test_poisson_gaussian_uint16_camera_offset():
     assert rep.baseline_variance < 0  # 25 - 2 * 100: the offset shows up here
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("heights", ["fixed", "spread"])
+def test_photon_counts_piling_up_at_the_offset_are_not_a_clamp(seed, heights):
+    """A PMT-like image (the FMD confocal frames): dark background under ⅓ photon per pixel
+    above an offset of 3, so 40-80 % of the pixels sit at the offset, a pile-up that
+    ``clipping_levels`` takes for a clamp. Pulse heights of one size, or spread (gamma, shape 2:
+    compound Poisson, as single-photon pulses of a PMT are). With only level sets 3 noise stds
+    above the offset counted, as few as 4 of 161 classifier entries were left and the curve
+    fit was empty: the verdict was Gaussian (one σ for the whole image)."""
+    from napari_diffdenoise.noise.poisson import clipping_levels
+
+    s = synthetic_fluorescence((256, 256), kind="mixed", seed=seed).astype(float)
+    signal = 80.0 * np.clip(s - np.percentile(s, 20), 0, None)
+    rng = np.random.default_rng(seed)
+    gain, k = 3.5, (2.0 if heights == "spread" else 1e6)
+    scale = gain / (k + 1)  # mean pulse k·scale, variance gain·signal
+    n = rng.poisson(signal / (k * scale))
+    y = 3.0 + np.where(n > 0, rng.gamma(np.maximum(n * k, 1e-9), scale), 0.0)
+    noisy = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    assert clipping_levels(noisy)[0] == 3.0 or heights == "fixed"
+    rep = estimate_noise(noisy)
+    assert rep.kind == "poisson"
+    assert rep.gain == pytest.approx(gain, rel=0.15)
+    levels = 3.0 + np.array([10.0, 40.0])
+    np.testing.assert_allclose(rep.noise_std(levels), np.sqrt(gain * (levels - 3.0)), rtol=0.15)
+
+
+def test_count_floor_tells_photon_counts_from_a_clamp():
+    """Level-set curves above a pile-up at 3: shot noise from it is counts; Gaussian noise
+    clamped there (variance of ``max(X, 3)``, Monte Carlo) is a clamp, also with one texture
+    outlier; too few points: a clamp (the old, cautious reading)."""
+    from napari_diffdenoise.noise.poisson import count_floor
+
+    means = np.array([3.5, 4.0, 5.0, 7.0, 10.0, 15.0, 25.0, 40.0, 60.0])
+    dof = np.full(means.shape, 400.0)
+    assert count_floor(means, 3.5 * (means - 3.0), dof, 3.0)
+    rng = np.random.default_rng(0)
+    for sigma in (8.0, 25.0):
+        mu = np.linspace(3.0 - 2.0 * sigma, 3.0 + 4.0 * sigma, 12)
+        y = np.maximum(rng.normal(mu[:, None], sigma, (12, 40_000)), 3.0)
+        m, v = y.mean(1), y.var(1)
+        assert not count_floor(m, v, np.full(12, 400.0), 3.0)
+        v_tex = v.copy()
+        v_tex[5] *= 3.0
+        assert not count_floor(m, v_tex, np.full(12, 400.0), 3.0)
+    assert not count_floor(means[:2], 3.5 * (means[:2] - 3.0), dof[:2], 3.0)
+    # level sets within 3 stds of saturation do not count (at 12 two are left: too few)
+    assert count_floor(means, 3.5 * (means - 3.0), dof, 3.0, clip_high=255.0)
+    assert not count_floor(means, 3.5 * (means - 3.0), dof, 3.0, clip_high=12.0)
+
+
 # --- impulses --------------------------------------------------------------------------------
 
 

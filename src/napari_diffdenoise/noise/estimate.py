@@ -28,6 +28,7 @@ from .local import cell_grid_shape, cell_index, local_sigma_map
 from .patches import PatchSample, gaussian_sigma, impulse_free_sigma, sample_patches
 from .poisson import (
     clipping_levels,
+    count_floor,
     curve_bins,
     curve_sigma_map,
     estimate_curve,
@@ -215,6 +216,15 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
     fit, cm, cv, _ = estimate_curve(sample, energy, weak, bands, n_bins=n_bins,
                                     clip_low=clip_low, clip_high=clip_high,
                                     min_variance=quant_var)
+    details["count_floor"] = 0.0
+    if clip_low is not None:  # photon counts piling up at an offset, or a clamp?
+        unclipped = estimate_curve(sample, energy, weak, bands, n_bins=n_bins, clip_low=None,
+                                   clip_high=clip_high, min_variance=quant_var)
+        if count_floor(unclipped[1], unclipped[2], unclipped[3], clip_low,
+                       clip_high=clip_high):
+            fit, cm, cv, _ = unclipped
+            clip_low = None
+            details["count_floor"] = 1.0
     good = np.isfinite(cv) & np.isfinite(cm)
     curve_means, curve_vars = cm[good], cv[good]
     details["curve_chi2"] = fit.chi2_per_dof

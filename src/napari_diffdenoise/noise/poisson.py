@@ -23,7 +23,7 @@ from scipy import ndimage
 from .bands import Bands, group_noise_variance
 from .patches import PatchSample, texture_threshold
 
-__all__ = ["CurveFit", "clipping_levels", "curve_bins", "curve_points", "curve_sigma_map",
+__all__ = ["CurveFit", "clipping_levels", "count_floor", "curve_bins", "curve_points", "curve_sigma_map",
            "estimate_curve", "fit_variance_curve", "quantization_variance"]
 
 #: Level sets closer than this many noise stds to a clipping level are left out of the fit.
@@ -68,6 +68,66 @@ def clipping_levels(sample: np.ndarray) -> tuple[float | None, float | None]:
                 level = float(sign * lo)
         out.append(level)
     return out[0], out[1]
+
+
+def _censored_normal_table(n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """``max(X, f)`` for ``X ~ N(μ, 1)``, over ``a = f − μ`` from 6 down to −6: the mean above
+    the floor ``E − f`` (rising) and the variance, as tables for :func:`count_floor`."""
+    from scipy.special import ndtr
+
+    a = np.linspace(6.0, -6.0, n)
+    big_phi = ndtr(a)
+    phi = np.exp(-0.5 * a * a) / np.sqrt(2.0 * np.pi)
+    mu = -a  # the floor at 0
+    m1 = mu * (1.0 - big_phi) + phi
+    m2 = (mu * mu + 1.0) * (1.0 - big_phi) + mu * phi
+    return m1, np.maximum(m2 - m1 * m1, 0.0)
+
+
+def count_floor(means: np.ndarray, variances: np.ndarray, dof: np.ndarray, pile_up: float,
+                *, clip_high: float | None = None, floor: float = CURVE_FLOOR) -> bool:
+    """Whether a pile-up at the darkest value (:func:`clipping_levels`) is the zero of photon
+    counts rather than a clamp.
+
+    Counts above an offset pile up at it wherever a pixel gets under ⅓ photon on average (a
+    confocal frame's background; 40-80 % of the pixels of the FMD-like test images). Treated as
+    a clamp, the level sets within 3 noise stds of it are left out, and since the std of counts
+    grows as ``sqrt(gain · (mean − offset))``, only those above ``offset + 9 · gain`` remain:
+    often none, and the verdict was Gaussian noise at the darkest level's σ.
+
+    The level sets above the pile-up (``means``, ``variances``, ``dof``, measured without
+    leaving any out) are compared with the two one-parameter curves: shot noise from the
+    pile-up, ``gain · (mean − pile_up)``, and Gaussian noise of one σ clamped there (the
+    variance of ``max(X, pile_up)`` against its mean, which flattens out at σ² two σ above
+    it); least squares in log-variance with Huber weights, on a grid of gains and σs. Counts if
+    the first fits better. (Clamped Gaussian noise of Set12 at σ 25 and 50 in uint8: 5-60
+    against 170-450; photon counts: 4-170 against 150-530.)
+    """
+    m = np.asarray(means, dtype=np.float64)
+    v = np.asarray(variances, dtype=np.float64)
+    d = np.asarray(dof, dtype=np.float64)
+    ok = np.isfinite(m) & np.isfinite(v) & (v > 0) & (d > 0) & (m > pile_up)
+    if clip_high is not None:
+        ok &= clip_high - m > CLIP_MARGIN_SIGMAS * np.sqrt(np.where(ok, v, 0.0))
+    if ok.sum() < 3:
+        return False
+    m, v, d = m[ok] - pile_up, v[ok], d[ok]
+    sw = 1.0 / np.sqrt(2.0 / np.maximum(d, 1.0) + floor**2)
+    logv = np.log(v)
+
+    def cost(pred: np.ndarray) -> np.ndarray:  # (n_params, n_points) → (n_params,)
+        r = np.abs(logv - np.log(np.maximum(pred, 1e-300))) * sw
+        return np.where(r < 2.0, r * r, 4.0 * r - 4.0).sum(axis=-1)
+
+    ratio = v / m
+    gains = np.exp(np.linspace(np.log(ratio.min() / 10), np.log(ratio.max() * 10), 240))
+    shot = cost(gains[:, None] * m[None, :]).min()
+    sds = np.exp(np.linspace(np.log(np.sqrt(v.min()) / 3), np.log(np.sqrt(v.max()) * 3), 120))
+    t_mean, t_var = _censored_normal_table()
+    z = m[None, :] / sds[:, None]  # mean above the floor, in σ
+    clamp_v = np.interp(z, t_mean, t_var, right=1.0) * sds[:, None] ** 2
+    clamped = cost(clamp_v).min()
+    return bool(shot < clamped)
 
 
 def quantization_variance(values: np.ndarray, max_values: int = 200_000) -> float:
