@@ -36,6 +36,23 @@ def test_blind_denoise_runs_the_noise_estimate(clean, noisy):
     assert _psnr(res.image, clean) > _psnr(noisy, clean) + 3
 
 
+def test_blind_denoise_starts_shot_noise_one_photon_up():
+    """Blind, a photon-counting image (a background under one photon per pixel above an
+    offset) is denoised from the report's ``start_sigma_map`` (σ map floored at the gain), not
+    from the bare σ map."""
+    from napari_diffdenoise import estimate_noise, synthetic_fluorescence
+
+    s = synthetic_fluorescence((128, 128), kind="mixed", seed=2).astype(float)
+    photons = 25.0 * np.clip(s - np.percentile(s, 30), 0, None)
+    noisy = (3 + 3.5 * np.random.default_rng(0).poisson(photons)).astype(np.uint8)
+    rep = estimate_noise(noisy)
+    assert rep.kind == "poisson" and float(rep.sigma_map.min()) < rep.gain
+    blind = denoise(noisy, output_dtype=np.float32)
+    np.testing.assert_array_equal(blind, denoise(noisy, sigma=rep.start_sigma_map,
+                                                 output_dtype=np.float32))
+    assert np.abs(blind - denoise(noisy, sigma=rep.sigma_map, output_dtype=np.float32)).max() > 0.1
+
+
 def test_integer_input_keeps_dtype_and_is_untouched(clean):
     img = np.clip(clean + np.random.default_rng(1).normal(0, 15, clean.shape), 0, 255).astype(np.uint8)
     before = img.copy()

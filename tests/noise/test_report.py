@@ -43,6 +43,24 @@ def test_sigma_max_default_and_time_map():
         rep.time_map(sigma_max=0.0)
 
 
+def test_shot_noise_starts_at_least_one_photon_up():
+    """For ``"poisson"`` the denoiser's σ map (and the time map) is floored at one photon's step,
+    ``PHOTON_FLOOR · gain``; the reported σ map stays the estimate; other verdicts unchanged."""
+    from napari_diffdenoise.noise.report import PHOTON_FLOOR
+
+    sig = np.linspace(0.5, 12.0, 48, dtype=np.float32).reshape(6, 8)
+    rep = make_report("poisson", sigma_map=sig, gain=4.0, base=-8.0)
+    start = rep.start_sigma_map
+    np.testing.assert_allclose(start, np.maximum(sig, PHOTON_FLOOR * 4.0))
+    assert start.dtype == np.float32 and float(start.min()) == pytest.approx(4.0 * PHOTON_FLOOR)
+    np.testing.assert_array_equal(rep.sigma_map, sig)  # the estimate is not changed
+    np.testing.assert_allclose(rep.time_map(sigma_max=20.0), np.clip(start / 20.0, 0, 1))
+    for kind, gain in (("gaussian", 4.0), ("spatially_variant", 4.0), ("poisson", 0.0)):
+        other = make_report(kind, sigma_map=sig, gain=gain)
+        np.testing.assert_array_equal(other.start_sigma_map, sig)
+        np.testing.assert_allclose(other.time_map(sigma_max=20.0), sig / 20.0)
+
+
 def test_impulse_pixels_get_impulse_time():
     mask = np.zeros((6, 8), dtype=bool)
     mask[2, 3] = True

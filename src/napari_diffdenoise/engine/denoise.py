@@ -113,7 +113,7 @@ def _plane_tau_and_input(plane, sigma_plane, rng, sigma_max_model):
         from ..noise.estimate import estimate_noise
 
         report = estimate_noise(plane)
-        sigma_plane = report.sigma_map
+        sigma_plane = report.start_sigma_map
         if report.kind == "salt_and_pepper" and report.impulse_mask is not None:
             impulse = np.asarray(report.impulse_mask, dtype=bool)
     tau = np.asarray(sigma_plane, dtype=np.float32) / np.float32(rng.scale * sigma_max_model)

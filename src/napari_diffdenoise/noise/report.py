@@ -9,7 +9,7 @@ import numpy as np
 from ..intensity import SIGMA_MAX, IntensityRange
 from .timemap import time_map_from_sigma
 
-__all__ = ["IMPULSE_TIME", "NOISE_REPORT_KINDS", "NoiseReport"]
+__all__ = ["IMPULSE_TIME", "NOISE_REPORT_KINDS", "PHOTON_FLOOR", "NoiseReport"]
 
 #: The verdicts :class:`NoiseReport` can give.
 NOISE_REPORT_KINDS: tuple[str, ...] = (
@@ -22,6 +22,16 @@ NOISE_REPORT_KINDS: tuple[str, ...] = (
 #: enough for the denoiser to rebuild the pixel from its neighbours without treating it as pure
 #: noise (τ = 1). Callers that fill impulses themselves can pass ``impulse_time=0``.
 IMPULSE_TIME: float = 0.5
+
+
+#: For shot noise (``"poisson"``), the denoiser starts no pixel below this many photon steps
+#: (``gain``, the size of one count in image units): :attr:`NoiseReport.start_sigma_map`. Under
+#: one photon per pixel the noise is no longer a small Gaussian jitter but sparse pulses of one
+#: photon's height, several times the noise std there (a confocal background: pulses of 3.6
+#: grey levels where the std is 1.4); started at that std, the network keeps them as signal.
+#: 1.0 was measured on the real pairs and on photon counts simulated on ``fmd_r1``'s clean
+#: image (docs/noise.md); it changes nothing where read noise exceeds one photon.
+PHOTON_FLOOR: float = 1.0
 
 
 def _fmt(value: float) -> str:
@@ -57,7 +67,8 @@ class NoiseReport:
     sigma_map
         float32, image shape: per-pixel noise std (for salt-and-pepper: of the non-impulse noise;
         for ``"poisson"``: the level-set curve below at the smoothed signal, which may depart
-        from the fitted line where the data do).
+        from the fitted line where the data do). What the denoiser starts from is
+        :attr:`start_sigma_map`.
     curve_means, curve_variances
         Binned local mean / noise variance points (the variance-versus-mean plot).
     intensity_range
@@ -89,6 +100,14 @@ class NoiseReport:
         """``SIGMA_MAX`` in image units: the noise level that τ = 1 stands for by default."""
         return float(SIGMA_MAX * self.intensity_range.scale)
 
+    @property
+    def start_sigma_map(self) -> np.ndarray:
+        """The σ map the denoiser starts from (blind :func:`denoise`, :meth:`time_map`):
+        :attr:`sigma_map`, for ``"poisson"`` floored at :data:`PHOTON_FLOOR` · ``gain``."""
+        if self.kind == "poisson" and self.gain > 0:
+            return np.maximum(self.sigma_map, np.float32(PHOTON_FLOOR * self.gain))
+        return self.sigma_map
+
     def noise_std(self, mean: Any) -> np.ndarray:
         """Fitted noise std as a function of the signal level (image units).
 
@@ -103,7 +122,8 @@ class NoiseReport:
 
     def time_map(self, sigma_max: float | None = None, *,
                  impulse_time: float = IMPULSE_TIME) -> np.ndarray:
-        """Per-pixel diffusion time ``clip(sigma_map / sigma_max, 0, 1)`` (float32).
+        """Per-pixel diffusion time ``clip(start_sigma_map / sigma_max, 0, 1)`` (float32;
+        :attr:`start_sigma_map` is :attr:`sigma_map` but for the photon floor of shot noise).
 
         Parameters
         ----------
@@ -113,7 +133,7 @@ class NoiseReport:
             τ given to detected impulse pixels (default :data:`IMPULSE_TIME`).
         """
         smax = self.sigma_max_default if sigma_max is None else sigma_max
-        tau = time_map_from_sigma(self.sigma_map, smax)
+        tau = time_map_from_sigma(self.start_sigma_map, smax)
         if self.impulse_mask is not None:
             if not 0.0 <= float(impulse_time) <= 1.0:
                 raise ValueError(f"impulse_time must lie in [0, 1], got {impulse_time}")
