@@ -2,8 +2,8 @@
 
     python benchmarks/diag_pairs_by_level.py [model] [threads]
 
-For each pair (blind σ map, one pass; VST+BM3D with the gain/baseline of ``estimate_noise``,
-from the benchmark's cache when it has run) prints, per band of the clean image's quantiles,
+For each pair (the blind start map ``start_sigma_map``, one pass; VST+BM3D with the
+gain/baseline of ``estimate_noise``, from the benchmark's cache when it has run) prints, per band of the clean image's quantiles,
 each method's share of the mean squared error after the affine fit (the shares sum to the
 MSE), then the darkest 40 %'s statistics: the noisy grey values there and the mean / std of
 the clean image and of both outputs.
@@ -39,7 +39,7 @@ def main() -> int:
             noisy, clean = noisy[..., 0], clean[..., 0]
         clean = clean.astype(np.float64)
         rep = estimate_noise(noisy)
-        ours = denoise(noisy, sigma=rep.sigma_map, model=model, output_dtype=np.float32)
+        ours = denoise(noisy, sigma=rep.start_sigma_map, model=model, output_dtype=np.float32)
         bm3d, _ = cached_baseline(B.vst_bm3d, noisy, rep.gain, rep.baseline_variance)
         rng = clean.max() - clean.min()
         e_ours = (affine_fit(ours, clean) - clean) ** 2

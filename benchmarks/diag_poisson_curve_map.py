@@ -61,7 +61,7 @@ def maps(noisy: np.ndarray, rep) -> dict[str, np.ndarray]:
     xc = np.clip(x, cm.min(), cm.max())  # the quadratic is not extrapolated
     quad = c[0] + c[1] * xc + c[2] * xc**2
     return {"fitted line": fitted,
-            "level sets (product)": rep.sigma_map.astype(np.float32),
+            "level sets (the report's sigma_map)": rep.sigma_map.astype(np.float32),
             "quadratic": np.sqrt(np.maximum(quad, floor)).astype(np.float32)}
 
 
