@@ -190,6 +190,25 @@ def test_poisson_time_map_comes_from_the_observation_not_the_clean_image():
     assert float(dark.min()) > 0
 
 
+def test_photon_floor_of_the_poisson_time_map():
+    """``photon_floor`` lifts the Poisson σ to at least ``photon_floor / photons`` (one count's
+    step, as the inference's start map) and leaves it where it is above that."""
+    from napari_diffdenoise.training.data import observed_poisson_sigma
+
+    photons = torch.tensor([20.0, 200.0]).view(2, 1, 1, 1)
+    x = torch.linspace(0.0, 1.0, 64).view(1, 1, 1, 64).expand(2, 1, 64, 64)
+    y = torch.poisson(x * photons, generator=torch.Generator().manual_seed(0)) / photons
+    read = torch.zeros(2, 1, 1, 1)
+    bare = observed_poisson_sigma(y, photons, read)
+    lifted = observed_poisson_sigma(y, photons, read, photon_floor=1.0)
+    torch.testing.assert_close(lifted, torch.maximum(bare, 1.0 / photons))
+    assert float((lifted > bare).float().mean()) > 0.01  # the dark end is lifted
+    cfg = _cfg(p_gaussian=0, p_spatially_variant=0, p_poisson=1, p_salt_and_pepper=0,
+               photons_range=(20, 20), read_noise_max=0.0, photon_floor=1.0)
+    _, tau = corrupt(x.contiguous(), cfg, torch.Generator().manual_seed(1))
+    assert float(tau.min()) >= 1.0 / 20 / cfg.sigma_max - 1e-6
+
+
 def test_impulses_are_filled_and_get_their_own_time():
     cfg = _cfg(p_gaussian=0, p_spatially_variant=0, p_poisson=0, p_salt_and_pepper=1,
                impulse_range=(0.3, 0.3))
@@ -213,7 +232,7 @@ def test_fill_missing_interpolates_from_neighbours():
                                 dict(p_gaussian=-1), dict(p_synthetic=1.5),
                                 dict(p_fresh_noise=-0.1), dict(p_correlated=1.5),
                                 dict(p_clip_black=-0.5), dict(clip_black_range=(1.0, 0.0)),
-                                dict(p_black_shift=1.5), dict(black_shift_range=(0.5, 1.2)),
+                                dict(p_black_shift=1.5), dict(black_shift_range=(0.5, 1.2)), dict(photon_floor=-1),
                                 dict(black_shift_range=(0.9, 0.1)),
                                 dict(correlation_max=0.6)])
 def test_bad_config(kw):

@@ -68,6 +68,11 @@ class TrainingConfig:
     #: docs/training.md: worse on the FMD pairs, whose background is not a clamp; off.)
     p_clip_black: float = 0.0
     clip_black_range: tuple[float, float] = (-1.0, 0.75)
+    #: the Poisson samples' time map starts no pixel below this many photon steps
+    #: (``photon_floor / photons``), as ``NoiseReport.start_sigma_map`` does at inference
+    #: (``PHOTON_FLOOR``, 1.0); 0 (the default): the observed std alone, as the recipes up to
+    #: stage 7 were trained
+    photon_floor: float = 0.0
     #: share of the patches (every noise kind) whose clean signal is lowered towards black
     #: before the noise is drawn: ``x0 ← max(x0 − u·q, 0)``, ``q`` the patch's 1st percentile,
     #: ``u ~ U[black_shift_range]``; the lowered patch is also the target. Inference maps an
@@ -133,6 +138,8 @@ class TrainingConfig:
         if len(self.clip_black_range) != 2 or self.clip_black_range[0] > self.clip_black_range[1]:
             raise ValueError(f"clip_black_range must be (low, high) with low <= high, got "
                              f"{self.clip_black_range}")
+        if not 0.0 <= self.photon_floor <= 10.0:
+            raise ValueError(f"photon_floor must be in [0, 10], got {self.photon_floor}")
         if not 0.0 <= self.p_black_shift <= 1.0:
             raise ValueError(f"p_black_shift must be in [0, 1], got {self.p_black_shift}")
         if (len(self.black_shift_range) != 2

@@ -119,7 +119,8 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def observed_poisson_sigma(y: torch.Tensor, photons: torch.Tensor, read: torch.Tensor,
-                           smoothing: float = SIGNAL_SMOOTHING) -> torch.Tensor:
+                           smoothing: float = SIGNAL_SMOOTHING,
+                           photon_floor: float = 0.0) -> torch.Tensor:
     """Per-pixel Poisson-Gaussian noise std as the blind estimator computes it at inference:
     ``sqrt(x / photons + read²)`` at the *smoothed noisy* signal ``x`` (floored at the darkest
     percentile, variance floored at a quarter of its value there; ``curve_sigma_map``).
@@ -133,7 +134,10 @@ def observed_poisson_sigma(y: torch.Tensor, photons: torch.Tensor, read: torch.T
     darkest = torch.quantile(smooth.reshape(b, -1), 0.01, dim=1).clamp_min(0.0).view(b, 1, 1, 1)
     var = torch.maximum(smooth, darkest) / photons + read**2
     floor = 0.25 * (darkest / photons + read**2)
-    return torch.sqrt(torch.maximum(var, floor.clamp_min(1e-8)))
+    sigma = torch.sqrt(torch.maximum(var, floor.clamp_min(1e-8)))
+    if photon_floor > 0:  # the start map's floor at inference (NoiseReport.start_sigma_map)
+        sigma = torch.maximum(sigma, photon_floor / photons)
+    return sigma
 
 
 def _taps(a: torch.Tensor) -> torch.Tensor:
@@ -232,7 +236,7 @@ def corrupt(
     read = _uniform(b, 0.0, cfg.read_noise_max, g)
     signal = x0.clamp_min(0.0)
     y_pois = torch.poisson(signal * photons, generator=g) / photons + read * eps
-    sig_pois = observed_poisson_sigma(y_pois, photons, read)
+    sig_pois = observed_poisson_sigma(y_pois, photons, read, photon_floor=cfg.photon_floor)
     # salt-and-pepper on top of mild Gaussian noise, impulses filled from neighbours
     sig_sp = _uniform(b, 0.0, 0.05, g) * (torch.rand(b, 1, 1, 1, generator=g, device=dev) < 0.5)
     amount = _uniform(b, *cfg.impulse_range, g)
@@ -267,7 +271,7 @@ def corrupt(
         # the Poisson map as the estimator sees the clipped data (its reading of correlated
         # noise kept); the Gaussian σ is the unclipped one (the estimator leaves clipped level
         # sets out)
-        sig_clip = observed_poisson_sigma(y_clip, photons, read)
+        sig_clip = observed_poisson_sigma(y_clip, photons, read, photon_floor=cfg.photon_floor)
         if cfg.p_correlated > 0:
             sig_clip = torch.where(corr, sig_clip * reading.sqrt(), sig_clip)
         sigma = torch.where(clip & (kind == 2), sig_clip, sigma)
