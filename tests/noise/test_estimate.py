@@ -157,9 +157,13 @@ def test_photon_counts_piling_up_at_the_offset_are_not_a_clamp(seed, heights):
     n = rng.poisson(signal / (k * scale))
     y = 3.0 + np.where(n > 0, rng.gamma(np.maximum(n * k, 1e-9), scale), 0.0)
     noisy = np.clip(np.rint(y), 0, 255).astype(np.uint8)
-    assert clipping_levels(noisy)[0] == 3.0 or heights == "fixed"
+    piled = clipping_levels(noisy)[0] == 3.0
+    assert piled or heights == "fixed"
     rep = estimate_noise(noisy)
     assert rep.kind == "poisson"
+    if piled:
+        assert rep.details["count_floor"] == 1.0 and rep.details["count_floor_level"] == 3.0
+        assert "3 piles up as the zero of photon counts" in rep.summary()
     assert rep.gain == pytest.approx(gain, rel=0.15)
     levels = 3.0 + np.array([10.0, 40.0])
     np.testing.assert_allclose(rep.noise_std(levels), np.sqrt(gain * (levels - 3.0)), rtol=0.15)

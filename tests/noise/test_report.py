@@ -87,6 +87,7 @@ def test_summary_and_dict(kind):
                       sigma_map=np.linspace(1, 20, 48, dtype=np.float32).reshape(6, 8))
     text = rep.summary()
     assert kind.replace("_", " ") in text and "\n" in text
+    assert ("at least one photon up (sigma >= 1.5)" in text) == (kind == "poisson")
     d = rep.to_dict()
     json.dumps(d)  # scalars only
     assert d["kind"] == kind and d["shape"] == [6, 8] and d["dtype"] == "uint8"

@@ -223,8 +223,9 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
         if count_floor(unclipped[1], unclipped[2], unclipped[3], clip_low,
                        clip_high=clip_high):
             fit, cm, cv, _ = unclipped
-            clip_low = None
             details["count_floor"] = 1.0
+            details["count_floor_level"] = float(clip_low)
+            clip_low = None
     good = np.isfinite(cv) & np.isfinite(cm)
     curve_means, curve_vars = cm[good], cv[good]
     details["curve_chi2"] = fit.chi2_per_dof

@@ -160,6 +160,14 @@ class NoiseReport:
                 f"sigma from {_fmt(s_lo)} at {_fmt(lo)} to {_fmt(s_hi)} at {_fmt(hi)};"
                 f" mean sigma = {_fmt(self.sigma)}"
             )
+            if self.details.get("count_floor"):
+                lines.append(
+                    f"{_fmt(self.details['count_floor_level'])} piles up as the zero of photon"
+                    " counts (not clipping)"
+                )
+            if self.gain > 0:
+                lines.append(f"the denoiser starts at least one photon up (sigma >= "
+                             f"{_fmt(PHOTON_FLOOR * self.gain)})")
         elif self.kind == "salt_and_pepper":
             lines.append(
                 f"impulses in {self.impulse_fraction:.2%} of the pixels;"
