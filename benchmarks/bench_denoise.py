@@ -134,6 +134,17 @@ def affine_fit(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return a * np.asarray(est, np.float64) + b
 
 
+def mean_table(rows: dict[str, dict], columns: list, headers: list[str]) -> list[str]:
+    """Markdown rows of the diagnostics: per group (``rows[group][column]``, a list of PSNRs)
+    the mean PSNR in each column, under ``headers``."""
+    lines = ["| images (mean PSNR, dB) | " + " | ".join(headers) + " |",
+             "|---" * (len(headers) + 1) + "|"]
+    for group, by in rows.items():
+        lines.append(f"| {group} (n={len(by[columns[0]])}) | "
+                     + " | ".join(f"{np.mean(by[c]):.2f}" for c in columns) + " |")
+    return lines
+
+
 def timed(fn: Callable, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -473,10 +484,12 @@ def section_poisson(cfg: Config) -> list[str]:
     return lines
 
 
-def load_pairs(cfg: Config) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def load_pairs(data: Path, crop: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, noisy, clean)`` of the real pairs under ``data/microscopy_pairs`` (native
+    dtype, fmd_bpae_r's channel 0, centre-cropped to ``crop``); the diagnostics use it too."""
     from skimage import io
 
-    folder = cfg.data / "microscopy_pairs"
+    folder = data / "microscopy_pairs"
     if not folder.is_dir():
         raise Skip(f"microscopy pairs not found at {folder}")
     pairs = []
@@ -488,8 +501,8 @@ def load_pairs(cfg: Config) -> list[tuple[str, np.ndarray, np.ndarray]]:
         noisy, clean = io.imread(pn), io.imread(pc)
         if noisy.ndim == 3:  # fmd_bpae_r is stored as RGB: channel 0
             noisy, clean = noisy[..., 0], clean[..., 0]
-        pairs.append((name, np.ascontiguousarray(centre_crop(noisy, cfg.pairs_crop)),
-                      np.ascontiguousarray(centre_crop(clean, cfg.pairs_crop))))
+        pairs.append((name, np.ascontiguousarray(centre_crop(noisy, crop)),
+                      np.ascontiguousarray(centre_crop(clean, crop))))
     if not pairs:
         raise Skip(f"no pairs in {folder}")
     return pairs
@@ -500,7 +513,7 @@ def section_pairs(cfg: Config) -> list[str]:
 
     from napari_diffdenoise import estimate_noise
 
-    pairs = load_pairs(cfg)
+    pairs = load_pairs(cfg.data, cfg.pairs_crop)
     sc = Scores()
     notes = []
     for name, noisy_u8, clean_u8 in pairs:

@@ -19,24 +19,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import baselines as B  # noqa: E402
-from bench_denoise import affine_fit, cached_baseline  # noqa: E402
+from bench_denoise import affine_fit, cached_baseline, load_pairs  # noqa: E402
 
-DATA = HERE.parent.parent / "shared" / "data" / "microscopy_pairs"
+DATA = HERE.parent.parent / "shared" / "data"
 
 
 def main() -> int:
     import torch
-    from skimage import io
 
     from napari_diffdenoise import denoise, estimate_noise
 
     model = sys.argv[1] if len(sys.argv) > 1 else "default"
     torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
-    for name in ("fmd_r1", "fmd_bpae_r", "w2s_010"):
-        noisy = io.imread(DATA / f"{name}_noisy.png")
-        clean = io.imread(DATA / f"{name}_clean.png")
-        if noisy.ndim == 3:
-            noisy, clean = noisy[..., 0], clean[..., 0]
+    for name, noisy, clean in load_pairs(DATA):
         clean = clean.astype(np.float64)
         rep = estimate_noise(noisy)
         ours = denoise(noisy, sigma=rep.start_sigma_map, model=model, output_dtype=np.float32)

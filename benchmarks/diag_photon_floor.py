@@ -22,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_denoise import affine_fit  # noqa: E402
+from bench_denoise import affine_fit, load_pairs, mean_table  # noqa: E402
 
 DATA = HERE.parent.parent / "shared" / "data"
 
@@ -68,11 +68,7 @@ def main() -> int:
             rows.setdefault(group, {}).setdefault(f, []).append(
                 10 * np.log10(rng**2 / np.mean((out - clean) ** 2)))
 
-    for pair in ("fmd_r1", "fmd_bpae_r", "w2s_010"):
-        noisy = io.imread(DATA / "microscopy_pairs" / f"{pair}_noisy.png")
-        clean = io.imread(DATA / "microscopy_pairs" / f"{pair}_clean.png")
-        if noisy.ndim == 3:
-            noisy, clean = noisy[..., 0], clean[..., 0]
+    for pair, noisy, clean in load_pairs(DATA):
         run(pair, noisy, clean.astype(np.float64), None)
     fmd = io.imread(DATA / "microscopy_pairs" / "fmd_r1_clean.png").astype(np.float64)
     for label, shape in (("one height", None), ("gamma heights, shape 4", 4.0)):
@@ -89,11 +85,7 @@ def main() -> int:
                               offset=10.0, seed=i)
             run(f"fluorescence, gain 3, read 0.5, {label}", noisy, 10 + 3 * photons,
                 float(3 * photons.max()))
-    print("| images (mean PSNR, dB) | " + " | ".join(f"floor {f:g}·gain" for f in floors) + " |")
-    print("|---" * (len(floors) + 1) + "|")
-    for group, by in rows.items():
-        print(f"| {group} (n={len(by[floors[0]])}) | "
-              + " | ".join(f"{np.mean(by[f]):.2f}" for f in floors) + " |")
+    print("\n".join(mean_table(rows, floors, [f"floor {f:g}·gain" for f in floors])))
     return 0
 
 

@@ -24,7 +24,7 @@ from scipy import ndimage
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_denoise import affine_fit, seed_for  # noqa: E402
+from bench_denoise import affine_fit, load_pairs, mean_table, seed_for  # noqa: E402
 
 DATA = HERE.parent.parent / "shared" / "data"
 
@@ -84,11 +84,7 @@ def main() -> int:
             out = denoise(noisy, sigma=m, model=model, output_dtype=np.float32)
             rows.setdefault(group, {}).setdefault(name, []).append(score(out.astype(np.float64)))
 
-    for pair in ("fmd_r1", "fmd_bpae_r", "w2s_010"):
-        noisy = io.imread(DATA / "microscopy_pairs" / f"{pair}_noisy.png")
-        clean = io.imread(DATA / "microscopy_pairs" / f"{pair}_clean.png")
-        if noisy.ndim == 3:
-            noisy, clean = noisy[..., 0], clean[..., 0]
+    for pair, noisy, clean in load_pairs(DATA):
         clean = clean.astype(np.float64)
         rng = clean.max() - clean.min()
         run(pair, noisy, lambda e, c=clean, r=rng: 10 * np.log10(
@@ -109,11 +105,7 @@ def main() -> int:
             run(f"Set12 01-08, Poisson peak {peak}", noisy,
                 lambda e, c=10 + photons, r=float(peak): 10 * np.log10(r**2 / np.mean((e - c) ** 2)))
     names = list(next(iter(rows.values())))
-    print("| images (mean PSNR, dB) | " + " | ".join(names) + " |")
-    print("|---" * (len(names) + 1) + "|")
-    for group, by in rows.items():
-        print(f"| {group} (n={len(by[names[0]])}) | "
-              + " | ".join(f"{np.mean(by[n]):.2f}" for n in names) + " |")
+    print("\n".join(mean_table(rows, names, names)))
     return 0
 
 
