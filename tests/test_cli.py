@@ -64,6 +64,9 @@ def test_denoise_tif_and_npy(tmp_path):
     png = tmp_path / "out.png"
     assert main(["denoise", str(path), str(png), "--sigma", "15"]) == 0
     assert png.stat().st_size > 0
+    nonlocal_out = tmp_path / "wiener.tif"
+    assert main(["denoise", str(path), str(nonlocal_out), "--sigma", "15", "--wiener", "0.5"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(nonlocal_out), denoise(noisy, sigma=15, wiener=0.5))
 
 
 def test_errors_exit_2(tmp_path, capsys):
@@ -72,6 +75,8 @@ def test_errors_exit_2(tmp_path, capsys):
     _, path = _noisy_tif(tmp_path)
     assert main(["denoise", str(path), str(tmp_path / "o.tif"), "--model", "nope"]) == 2
     assert "available" in capsys.readouterr().err
+    assert main(["denoise", str(path), str(tmp_path / "o.tif"), "--wiener", "2"]) == 2
+    assert "wiener" in capsys.readouterr().err
     assert not (tmp_path / "o.tif").exists()
 
 

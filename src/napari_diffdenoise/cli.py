@@ -89,7 +89,7 @@ def _cmd_denoise(args) -> int:
 
     out = denoise(image, sigma=args.sigma, model=args.model, steps=args.steps,
                   sampler=args.sampler, device=args.device, precision=args.precision,
-                  seed=args.seed, progress=progress)
+                  seed=args.seed, wiener=args.wiener, progress=progress)
     print(file=sys.stderr)
     _write_image(args.output, out)
     print(f"wrote {args.output}")
@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, choices=["float32", "bfloat16", "float16"],
                    help="network arithmetic (default: the model preset's)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--wiener", type=float, default=None,
+                   help="weight in [0, 1] of the collaborative Wiener (non-local) estimate blended "
+                        "with the network's (default: the preset's; quality 0.5, else 0)")
     p.set_defaults(func=_cmd_denoise)
     p = sub.add_parser("train", help="train a model from a recipe (JSON TrainingConfig)")
     p.add_argument("--config", default=None)

@@ -102,7 +102,8 @@ class DenoiserWidget(QWidget):
         self.model_combo.setToolTip("default: one network call; fast: the same in bfloat16 where "
                                     "that is faster (GPUs; CPUs where it measures faster: "
                                     "~1.7× there, else as default); "
-                                    "quality: 8-fold self-ensemble; "
+                                    "quality: 8-fold self-ensemble blended with a "
+                                    "non-local Wiener filter (slower); "
                                     "fine-tuned models appear here too")
         self.sampler_combo = QComboBox()
         self.sampler_combo.addItem("model default", PRESET)

@@ -30,18 +30,23 @@ class Preset:
     ensemble: int
     description: str
     precision: str = "float32"
+    #: weight of the collaborative Wiener estimate blended with the network's output (0: off)
+    wiener: float = 0.0
 
 
 #: Chosen by measurement (docs/bench_denoise.md): ``direct`` (one network call) gives the best
 #: PSNR per compute (more steps lose PSNR with this model); bfloat16 costs about -0.01 dB and is
 #: 1.7-1.8× faster on some CPUs, slower on others (timed once: ``engine.device.fast_bfloat16``);
-#: the 8-fold flip/rotation self-ensemble buys 0.09-0.1 dB for 8× the time.
+#: the 8-fold flip/rotation self-ensemble buys 0.09-0.1 dB for 8× the time; blending in the
+#: collaborative Wiener estimate (a non-local step, ``engine.collaborative``) another 0.07-0.1.
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
     "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where that is faster (CUDA "
                    "GPUs; CPUs where a one-off timing finds it so), else the same as default",
                    "bfloat16"),
-    "quality": Preset("default", "direct", 1, 8, "bundled model with 8-fold flip/rotation self-ensemble"),
+    "quality": Preset("default", "direct", 1, 8, "bundled model with 8-fold flip/rotation "
+                      "self-ensemble, blended half and half with a collaborative Wiener filter "
+                      "that uses similar patches across the image", wiener=0.5),
 }
 
 
@@ -75,6 +80,7 @@ class LoadedModel:
     steps: int = 1
     ensemble: int = 1
     precision: str = "float32"
+    wiener: float = 0.0
 
     @property
     def sigma_max(self) -> float:
@@ -82,7 +88,7 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return (f"LoadedModel(name={self.name!r}, sampler={self.sampler!r}, steps={self.steps}, "
-                f"ensemble={self.ensemble}, precision={self.precision!r}, parameters={self.net.parameter_count()}, "
+                f"ensemble={self.ensemble}, precision={self.precision!r}, wiener={self.wiener}, parameters={self.net.parameter_count()}, "
                 f"sigma_max={self.sigma_max})")
 
 
@@ -122,7 +128,7 @@ def load_model(name_or_path: "str | os.PathLike | LoadedModel" = "default") -> L
     net, info = _load_cached(str(path.resolve()), path.stat().st_mtime)
     return LoadedModel(name=name, path=path, net=net, info=info, sampler=settings.sampler,
                        steps=settings.steps, ensemble=settings.ensemble,
-                       precision=settings.precision)
+                       precision=settings.precision, wiener=settings.wiener)
 
 
 def model_path(name_or_path: "str | os.PathLike") -> tuple[Path, Preset | None]:

@@ -1,0 +1,202 @@
+"""The collaborative Wiener filter (the non-local step) and its use by ``denoise(wiener=…)``."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_diffdenoise import denoise
+from napari_diffdenoise.engine import collaborative as cw
+from napari_diffdenoise.engine.collaborative import (
+    collaborative_wiener,
+    iter_collaborative_wiener,
+    wiener_bands,
+)
+
+
+def _psnr(a, b, peak=1.0):
+    return 10 * np.log10(peak**2 / np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2))
+
+
+@pytest.fixture(scope="module")
+def texture():
+    """A periodic texture (a 6-px tile of random levels repeated: 49 copies of each patch in
+    the search window), what the non-local step is for; its noisy version (σ 0.1) and a pilot
+    with errors of its own (σ 0.05, independent of the noise)."""
+    tile = np.random.default_rng(3).random((6, 6))
+    clean = np.tile(tile, (15, 17))[:90, :101].astype(np.float32)
+    noisy = clean + np.random.default_rng(4).normal(0, 0.1, clean.shape).astype(np.float32)
+    pilot = clean + np.random.default_rng(9).normal(0, 0.05, clean.shape).astype(np.float32)
+    return clean, noisy, pilot
+
+
+def test_repeated_structure_beats_the_pilot_and_the_noisy_image(texture):
+    """16 true copies per group average the noise down: 20.0 dB noisy, 26.0 dB pilot, 32.9 dB
+    out (a plain local filter could not beat the pilot by much)."""
+    clean, noisy, pilot = texture
+    out = collaborative_wiener(noisy, pilot, 0.1)
+    assert out.shape == clean.shape and out.dtype == np.float32
+    assert _psnr(out, clean) > _psnr(pilot, clean) + 5
+    assert _psnr(out, clean) > _psnr(noisy, clean) + 10
+
+
+def test_the_noisy_image_as_its_own_pilot_still_gains(texture):
+    clean, noisy, _ = texture
+    assert _psnr(collaborative_wiener(noisy, noisy, 0.1), clean) > _psnr(noisy, clean) + 2
+
+
+def test_inputs_are_not_modified(texture):
+    clean, noisy, pilot = texture
+    n0, p0 = noisy.copy(), pilot.copy()
+    sig = np.full(noisy.shape, 0.1, np.float32)
+    s0 = sig.copy()
+    collaborative_wiener(noisy, pilot, sig)
+    np.testing.assert_array_equal(noisy, n0)
+    np.testing.assert_array_equal(pilot, p0)
+    np.testing.assert_array_equal(sig, s0)
+
+
+def test_zero_noise_keeps_the_observation(texture):
+    """σ = 0: every Wiener gain is 1, so the filter returns the observation itself."""
+    _, noisy, pilot = texture
+    np.testing.assert_allclose(collaborative_wiener(noisy, pilot, 0.0), noisy, atol=1e-3)
+
+
+def test_a_constant_image_stays_constant():
+    img = np.full((40, 33), 0.25, np.float32)
+    # (the DC gain is P² / (P² + σ²) = 0.99996 here, not exactly 1)
+    np.testing.assert_allclose(collaborative_wiener(img, img, 0.05), img, atol=2e-5)
+
+
+def test_sigma_map_equals_the_scalar_when_constant(texture):
+    _, noisy, pilot = texture
+    a = collaborative_wiener(noisy, pilot, 0.1)
+    b = collaborative_wiener(noisy, pilot, np.full(noisy.shape, 0.1, np.float32))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bands_give_the_same_result_as_one_pass(texture, monkeypatch):
+    """Large planes are matched in bands of reference rows; the split must not change the
+    result, and the generator yields one step per band, as ``wiener_bands`` says."""
+    _, noisy, pilot = texture
+    whole = collaborative_wiener(noisy, pilot, 0.1)
+    assert wiener_bands(*noisy.shape) == 1
+    monkeypatch.setattr(cw, "_BAND_ELEMENTS", 39 * 39 * 32 * 4)  # 4 reference rows per band
+    n = wiener_bands(*noisy.shape)
+    assert n == int(np.ceil(len(cw._grid(90, 8, 3)) / 4)) > 3
+    gen = iter_collaborative_wiener(noisy, pilot, 0.1)
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            banded = stop.value
+            break
+    assert steps == [(k, n) for k in range(1, n + 1)]
+    np.testing.assert_allclose(banded, whole, atol=1e-5)
+
+
+def test_every_pixel_is_covered_on_odd_sizes():
+    """The reference grid ends on the last patch, so no border pixel is left to the pilot."""
+    rng = np.random.default_rng(0)
+    clean = np.zeros((29, 37), np.float32)
+    noisy = clean + rng.normal(0, 0.1, clean.shape).astype(np.float32)
+    pilot = np.full_like(clean, 5.0)  # far from everything: a pixel left to it would show
+    out = collaborative_wiener(noisy, pilot, 0.1)
+    assert np.abs(out).max() < 5.0 - 1e-3
+
+
+def test_images_smaller_than_a_patch_return_the_pilot():
+    img = np.arange(30, dtype=np.float32).reshape(5, 6)
+    pilot = img + 1
+    out = collaborative_wiener(img, pilot, 0.1)
+    np.testing.assert_array_equal(out, pilot)
+    assert out is not pilot
+
+
+def test_few_candidates_on_a_narrow_image():
+    """A 10-pixel-wide strip has 3 candidate columns per reference; the group shrinks to fit."""
+    rng = np.random.default_rng(1)
+    noisy = rng.normal(0.5, 0.1, (10, 60)).astype(np.float32)
+    out = collaborative_wiener(noisy, np.full_like(noisy, 0.5), 0.1, group=64)
+    assert np.isfinite(out).all() and np.abs(out - 0.5).max() < 0.3
+
+
+@pytest.mark.parametrize("args, kwargs, match", [
+    ((np.zeros((16, 16)), np.zeros((16, 17)), 0.1), {}, "one shape"),
+    ((np.zeros((2, 16, 16)), np.zeros((2, 16, 16)), 0.1), {}, "2D"),
+    ((np.full((16, 16), np.nan), np.zeros((16, 16)), 0.1), {}, "finite"),
+    ((np.zeros((16, 16)), np.zeros((16, 16)), -0.1), {}, ">= 0"),
+    ((np.zeros((16, 16)), np.zeros((16, 16)), np.nan), {}, "finite"),
+    ((np.zeros((16, 16)), np.zeros((16, 16)), 0.1), {"patch": 1}, "patch"),
+    ((np.zeros((16, 16)), np.zeros((16, 16)), 0.1), {"group": 2.5}, "group"),
+])
+def test_bad_arguments(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        collaborative_wiener(*args, **kwargs)
+
+
+# ------------------------------------------------------------------ through denoise
+@pytest.fixture(scope="module")
+def stripes():
+    yy, xx = np.mgrid[0:96, 0:112]
+    clean = (120 + 80 * np.sin(xx / 2.2) * np.cos(yy / 7.0)).astype(np.float32)
+    noisy = clean + np.random.default_rng(5).normal(0, 20, clean.shape).astype(np.float32)
+    return clean, noisy
+
+
+def test_denoise_blends_the_wiener_estimate(stripes):
+    clean, noisy = stripes
+    before = noisy.copy()
+    plain = denoise(noisy, sigma=20)
+    np.testing.assert_array_equal(denoise(noisy, sigma=20, wiener=0.0), plain)
+    half = denoise(noisy, sigma=20, wiener=0.5)
+    full = denoise(noisy, sigma=20, wiener=1.0)
+    np.testing.assert_allclose(half, 0.5 * (plain + full), atol=0.02)
+    assert _psnr(half, clean, 255) > _psnr(plain, clean, 255) + 0.3  # fine stripes repeat
+    np.testing.assert_array_equal(noisy, before)
+
+
+def test_quality_preset_uses_the_wiener_step(stripes):
+    from napari_diffdenoise import load_model
+
+    assert load_model("quality").wiener == 0.5 and load_model("default").wiener == 0.0
+    _, noisy = stripes
+    np.testing.assert_allclose(denoise(noisy, sigma=20, model="quality"),
+                               denoise(noisy, sigma=20, ensemble=8, wiener=0.5), atol=1e-4)
+
+
+def test_progress_counts_the_wiener_bands(stripes):
+    _, noisy = stripes
+    seen = []
+    denoise(noisy[None].repeat(2, 0), sigma=20, wiener=0.5, progress=lambda d, t: seen.append((d, t)))
+    per_plane = 1 + wiener_bands(*noisy.shape)
+    assert seen[-1] == (2 * per_plane, 2 * per_plane)
+    assert [d for d, _ in seen] == list(range(1, 2 * per_plane + 1))
+
+
+def test_salt_and_pepper_planes_skip_the_wiener_step():
+    """The observation under impulse noise is not Gaussian-like: the step is left out."""
+    from napari_diffdenoise import add_noise
+
+    yy, xx = np.mgrid[0:80, 0:80]
+    clean = (100 + 60 * np.sin(xx / 5.0)).astype(np.float64)
+    noisy = add_noise(clean, "salt_and_pepper", amount=0.1, seed=0)
+    res = denoise(noisy, wiener=1.0, return_details=True)
+    assert res.report.kind == "salt_and_pepper"
+    np.testing.assert_array_equal(res.image, denoise(noisy, wiener=0.0))
+
+
+@pytest.mark.parametrize("w", [-0.1, 1.5, True, "half", np.nan])
+def test_bad_wiener_weight(stripes, w):
+    _, noisy = stripes
+    with pytest.raises(ValueError, match="wiener"):
+        denoise(noisy, sigma=20, wiener=w)
+
+
+def test_cuda_matches_cpu(texture):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    _, noisy, pilot = texture
+    np.testing.assert_allclose(collaborative_wiener(noisy, pilot, 0.1, device="cuda"),
+                               collaborative_wiener(noisy, pilot, 0.1), atol=1e-4)
