@@ -355,9 +355,19 @@ def ours(noisy: np.ndarray, cfg: Config, **kwargs):
 #: without native bfloat16; the header says whether this one has it)
 FAST_ROW = ("ours blind, bfloat16 (fast)", {"precision": "bfloat16"})
 #: the `quality` preset's settings applied to ``--model`` (the preset uses the bundled weights)
-QUALITY_ROW = ("ours blind, ×8 ensemble (quality)", {"ensemble": 8})
+def _quality_row() -> tuple[str, dict]:
+    from napari_diffdenoise.model.registry import PRESETS
+
+    q = PRESETS["quality"]
+    return (f"ours blind, ×{q.ensemble} ensemble + Wiener {q.wiener:g} (quality)",
+            {"ensemble": q.ensemble, "wiener": q.wiener})
+
+
+QUALITY_ROW = _quality_row()
+#: the self-ensemble alone (the quality preset before the collaborative Wiener step)
+ENSEMBLE_ROW = ("ours blind, ×8 ensemble, no Wiener", {"ensemble": 8, "wiener": 0.0})
 #: our blind rows besides ``default``: the other presets
-PRESET_ROWS = (FAST_ROW, QUALITY_ROW)
+PRESET_ROWS = (FAST_ROW, ENSEMBLE_ROW, QUALITY_ROW)
 
 
 # --------------------------------------------------------------------------- sections
@@ -456,8 +466,9 @@ def section_poisson(cfg: Config) -> list[str]:
             score("ours blind (default)", res.image, sec)
             if res.report is not None:
                 est_kinds.append(res.report.kind)
-            other, sec = ours(noisy, cfg, **QUALITY_ROW[1])
-            score(QUALITY_ROW[0], other.image, sec)
+            for label, kw in (ENSEMBLE_ROW, QUALITY_ROW):
+                other, sec = ours(noisy, cfg, **kw)
+                score(label, other.image, sec)
             est, sec = cached_baseline(B.vst_bm3d, noisy, gain, baseline, offset)
             score("VST+BM3D (true gain/read noise)", est, sec)
             for label, fn in (("BM3D (RMS σ)", B.bm3d_denoise), ("NLM (RMS σ)", B.nlm),
@@ -526,8 +537,9 @@ def section_pairs(cfg: Config) -> list[str]:
         score("noisy input", noisy)
         res, sec = ours(noisy_u8, cfg)
         score("ours blind (default)", res.image, sec)
-        other, sec = ours(noisy_u8, cfg, **QUALITY_ROW[1])
-        score(QUALITY_ROW[0], other.image, sec)
+        for label, kw in (ENSEMBLE_ROW, QUALITY_ROW):
+            other, sec = ours(noisy_u8, cfg, **kw)
+            score(label, other.image, sec)
         rep = res.report if res.report is not None else estimate_noise(noisy_u8)
         sig = float(estimate_sigma(noisy))
         note = (f"{name}: ours {rep.kind}, σ̂ = {rep.sigma:.3g}, gain = {rep.gain:.4g}, "
@@ -709,8 +721,9 @@ def section_textures(cfg: Config) -> list[str]:
         score("noisy input", noisy)
         res, sec = ours(noisy, cfg)
         score("ours blind (default)", res.image, sec)
-        res, sec = ours(noisy, cfg, **QUALITY_ROW[1])
-        score(QUALITY_ROW[0], res.image, sec)
+        for label, kw in (ENSEMBLE_ROW, QUALITY_ROW):
+            res, sec = ours(noisy, cfg, **kw)
+            score(label, res.image, sec)
         for label, fn in (("BM3D (true σ)", B.bm3d_denoise), ("NLM (true σ)", B.nlm)):
             est, sec = cached_baseline(fn, noisy, sigma)
             score(label, est, sec)
@@ -816,11 +829,22 @@ def section_speed(cfg: Config) -> list[str]:
     from napari_diffdenoise import estimate_noise
     run("noise estimation only (`estimate_noise`)", lambda: estimate_noise(x32), r, False,
         f"median of {r}")
-    run("ours quality (×8 ensemble), blind", lambda: denoise(x32, model=cfg.model, ensemble=8,
-                                                              device="cpu"),
-        1 if cfg.quick else r, False, f"median of {1 if cfg.quick else r}")
+    rq = 1 if cfg.quick else r
+    run("ours ×8 ensemble, no Wiener, blind", lambda: denoise(x32, model=cfg.model, ensemble=8,
+                                                               wiener=0.0, device="cpu"),
+        rq, False, f"median of {rq}")
+    run(f"ours quality ({QUALITY_ROW[0].split(', ', 1)[1].removesuffix(' (quality)')}), blind",
+        lambda: denoise(x32, model=cfg.model, device="cpu", **QUALITY_ROW[1]), rq, False,
+        f"median of {rq}")
+    from napari_diffdenoise.engine.collaborative import collaborative_wiener
+    pilot = denoise(x32, sigma=25.0, model=cfg.model, device="cpu")
+    run("collaborative Wiener step alone (`engine.collaborative`)",
+        lambda: collaborative_wiener(x32, pilot, 25.0), r, False, f"median of {r}")
     if torch.cuda.is_available():
         run("ours default, blind, CUDA", lambda: denoise(x32, model=cfg.model, device="cuda"),
+            r, True, f"median of {r} after a warm-up")
+        run("ours quality, blind, CUDA", lambda: denoise(x32, model=cfg.model, device="cuda",
+                                                          **QUALITY_ROW[1]),
             r, True, f"median of {r} after a warm-up")
     t_bm3d = run("BM3D (true σ)", lambda: B.bm3d_denoise(noisy, 25.0), cfg.bm3d_repeats, False,
                  f"median of {cfg.bm3d_repeats}")
