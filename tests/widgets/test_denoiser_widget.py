@@ -57,6 +57,22 @@ def test_denoise_with_sigma_adds_layer_matching_api(qtbot, viewer, widget):
     assert np.mean((out.data - clean) ** 2) < np.mean((noisy - clean) ** 2) / 2
 
 
+def test_non_local_step_setting_reaches_denoise(qtbot, viewer, widget):
+    """The 'non-local' spin: the preset's default until set, then the given Wiener weight."""
+    _, noisy = _noisy()
+    viewer.add_image(noisy, name="noisy")
+    widget.set_noise_source(20.0)
+    widget.set_parameters(model="quality")
+    assert "wiener" not in widget._gather()[2]
+    widget.set_parameters(model="default", wiener=0.5)
+    assert widget._gather()[2]["wiener"] == 0.5
+    _run(qtbot, widget)
+    np.testing.assert_allclose(viewer.layers["noisy denoised"].data,
+                               denoise(noisy, sigma=20.0, wiener=0.5), atol=1e-4)
+    widget.set_parameters(wiener=None)
+    assert "wiener" not in widget._gather()[2]
+
+
 def test_blind_and_painted_time_map(qtbot, viewer, widget):
     _, noisy = _noisy(seed=1)
     layer = viewer.add_image(noisy, name="img")
