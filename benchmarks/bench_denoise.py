@@ -359,7 +359,8 @@ def _quality_row() -> tuple[str, dict]:
     from napari_diffdenoise.model.registry import PRESETS
 
     q = PRESETS["quality"]
-    return (f"ours blind, ×{q.ensemble} ensemble + Wiener {q.wiener:g} (quality)",
+    weight = q.wiener if isinstance(q.wiener, str) else f"{q.wiener:g}"
+    return (f"ours blind, ×{q.ensemble} ensemble + Wiener {weight} (quality)",
             {"ensemble": q.ensemble, "wiener": q.wiener})
 
 

@@ -67,6 +67,8 @@ def test_denoise_tif_and_npy(tmp_path):
     nonlocal_out = tmp_path / "wiener.tif"
     assert main(["denoise", str(path), str(nonlocal_out), "--sigma", "15", "--wiener", "0.5"]) == 0
     np.testing.assert_array_equal(tifffile.imread(nonlocal_out), denoise(noisy, sigma=15, wiener=0.5))
+    assert main(["denoise", str(path), str(nonlocal_out), "--sigma", "15", "--wiener", "auto"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(nonlocal_out), denoise(noisy, sigma=15, wiener="auto"))
 
 
 def test_errors_exit_2(tmp_path, capsys):

@@ -79,6 +79,16 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _wiener_arg(text: str):
+    """``--wiener``: ``auto`` or a number (its range is checked by ``denoise``)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a weight in [0, 1] or 'auto', got {text!r}") from None
+
+
 def _cmd_denoise(args) -> int:
     from .engine.denoise import denoise
 
@@ -143,9 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, choices=["float32", "bfloat16", "float16"],
                    help="network arithmetic (default: the model preset's)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--wiener", type=float, default=None,
+    p.add_argument("--wiener", type=_wiener_arg, default=None,
                    help="weight in [0, 1] of the collaborative Wiener (non-local) estimate blended "
-                        "with the network's (default: the preset's; quality 0.5, else 0)")
+                        "with the network's, or 'auto' (chosen by SURE); default: the preset's "
+                        "(quality: auto, others: 0)")
     p.set_defaults(func=_cmd_denoise)
     p = sub.add_parser("train", help="train a model from a recipe (JSON TrainingConfig)")
     p.add_argument("--config", default=None)

@@ -159,17 +159,69 @@ def test_denoise_blends_the_wiener_estimate(stripes):
 def test_quality_preset_uses_the_wiener_step(stripes):
     from napari_diffdenoise import load_model
 
-    assert load_model("quality").wiener == 0.5 and load_model("default").wiener == 0.0
+    assert load_model("quality").wiener == "auto" and load_model("default").wiener == 0.0
     _, noisy = stripes
     np.testing.assert_allclose(denoise(noisy, sigma=20, model="quality"),
-                               denoise(noisy, sigma=20, ensemble=8, wiener=0.5), atol=1e-4)
+                               denoise(noisy, sigma=20, ensemble=8, wiener="auto"), atol=1e-4)
 
 
-def test_progress_counts_the_wiener_bands(stripes):
+def test_sure_weight_prefers_the_better_estimate():
+    """SURE needs no clean image: with f the noisy image itself and g the clean one it picks g
+    (a ≈ 1), the other way round f (a ≈ 0), from the observation and one probe alone."""
+    from napari_diffdenoise.engine.denoise import sure_blend_weight
+
+    rng = np.random.default_rng(0)
+    x = np.tile(np.linspace(0, 1, 64), (64, 1))
+    y = x + rng.normal(0, 0.1, x.shape)
+    probe = rng.choice([-1.0, 1.0], x.shape)
+    eps = 1e-3
+    yp = y + eps * probe
+    assert sure_blend_weight(y, y, x, yp, x, probe, eps, 0.1) > 0.95
+    assert sure_blend_weight(y, x, y, x, yp, probe, eps, 0.1) < 0.05
+    half = 0.5 * (x + y)  # halfway: the best blend of f = y and g = half is g
+    assert sure_blend_weight(y, y, half, yp, 0.5 * (x + yp), probe, eps, 0.1) > 0.95
+    assert sure_blend_weight(y, y, y, yp, yp, probe, eps, 0.1) == 0.0  # nothing to choose
+
+
+def test_auto_weight_is_the_blend_it_reports(stripes):
+    """``wiener="auto"``: the image is the blend of the network's and the Wiener estimate at
+    the reported weight, which is high on fine stripes (their repeats carry the signal)."""
+    clean, noisy = stripes
+    res = denoise(noisy, sigma=20, wiener="auto", return_details=True)
+    (a,) = res.wiener_weights
+    assert 0.5 < a <= 1.0
+    plain = denoise(noisy, sigma=20)
+    full = denoise(noisy, sigma=20, wiener=1.0)
+    np.testing.assert_allclose(res.image, (1 - a) * plain + a * full, atol=0.02)
+    assert _psnr(res.image, clean, 255) >= _psnr(denoise(noisy, sigma=20, wiener=0.5), clean, 255) - 0.01
+    # the probe is seeded: the same weight every run
+    assert denoise(noisy, sigma=20, wiener="auto", return_details=True).wiener_weights == [a]
+
+
+def test_auto_weight_without_noise_leaves_the_image(stripes):
+    _, noisy = stripes
+    res = denoise(noisy, sigma=0.0, wiener="auto", return_details=True)
+    assert res.wiener_weights == [0.0]
+    np.testing.assert_array_equal(res.image, noisy)
+
+
+def test_auto_weight_falls_back_with_stochastic_sampling(stripes):
+    _, noisy = stripes
+    kw = dict(sigma=20, sampler="indi", steps=2, eta=0.5, samples=2, seed=3)
+    res = denoise(noisy, wiener="auto", return_details=True, **kw)
+    assert res.wiener_weights is None
+    np.testing.assert_array_equal(res.image, denoise(noisy, wiener=0.5, **kw))
+
+
+@pytest.mark.parametrize("wiener, extra", [(0.5, 0), ("auto", 1)])
+def test_progress_counts_the_wiener_bands(stripes, wiener, extra):
+    """Every network pass and Wiener band is one step; ``"auto"`` adds the probe's pass and
+    Wiener step."""
     _, noisy = stripes
     seen = []
-    denoise(noisy[None].repeat(2, 0), sigma=20, wiener=0.5, progress=lambda d, t: seen.append((d, t)))
-    per_plane = 1 + wiener_bands(*noisy.shape)
+    denoise(noisy[None].repeat(2, 0), sigma=20, wiener=wiener,
+            progress=lambda d, t: seen.append((d, t)))
+    per_plane = (1 + wiener_bands(*noisy.shape)) * (1 + extra)
     assert seen[-1] == (2 * per_plane, 2 * per_plane)
     assert [d for d, _ in seen] == list(range(1, 2 * per_plane + 1))
 
@@ -184,9 +236,12 @@ def test_salt_and_pepper_planes_skip_the_wiener_step():
     res = denoise(noisy, wiener=1.0, return_details=True)
     assert res.report.kind == "salt_and_pepper"
     np.testing.assert_array_equal(res.image, denoise(noisy, wiener=0.0))
+    auto = denoise(noisy, wiener="auto", return_details=True)
+    assert auto.wiener_weights == []
+    np.testing.assert_array_equal(auto.image, res.image)
 
 
-@pytest.mark.parametrize("w", [-0.1, 1.5, True, "half", np.nan])
+@pytest.mark.parametrize("w", [-0.1, 1.5, True, "half", "Auto", np.nan])
 def test_bad_wiener_weight(stripes, w):
     _, noisy = stripes
     with pytest.raises(ValueError, match="wiener"):

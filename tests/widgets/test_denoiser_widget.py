@@ -58,7 +58,7 @@ def test_denoise_with_sigma_adds_layer_matching_api(qtbot, viewer, widget):
 
 
 def test_non_local_step_setting_reaches_denoise(qtbot, viewer, widget):
-    """The 'non-local' spin: the preset's default until set, then the given Wiener weight."""
+    """The 'non-local' choice: the preset's default until set, then the given Wiener weight."""
     _, noisy = _noisy()
     viewer.add_image(noisy, name="noisy")
     widget.set_noise_source(20.0)
@@ -69,8 +69,12 @@ def test_non_local_step_setting_reaches_denoise(qtbot, viewer, widget):
     _run(qtbot, widget)
     np.testing.assert_allclose(viewer.layers["noisy denoised"].data,
                                denoise(noisy, sigma=20.0, wiener=0.5), atol=1e-4)
+    widget.set_parameters(wiener="auto")
+    assert widget._gather()[2]["wiener"] == "auto"
     widget.set_parameters(wiener=None)
     assert "wiener" not in widget._gather()[2]
+    with pytest.raises(ValueError, match="not offered"):
+        widget.set_parameters(wiener=0.3)
 
 
 def test_blind_and_painted_time_map(qtbot, viewer, widget):

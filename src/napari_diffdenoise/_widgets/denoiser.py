@@ -122,17 +122,15 @@ class DenoiserWidget(QWidget):
         self.samples_spin.setRange(1, 64)
         self.samples_spin.setToolTip("Stochastic samples (indi, η > 0): the mean is returned and "
                                      "their spread is added as an uncertainty layer")
-        self.wiener_spin = QDoubleSpinBox()
-        self.wiener_spin.setRange(-0.1, 1.0)
-        self.wiener_spin.setSingleStep(0.1)
-        self.wiener_spin.setDecimals(2)
-        self.wiener_spin.setSpecialValueText("model default")
-        self.wiener_spin.setValue(-0.1)
-        self.wiener_spin.setToolTip(
-            "Weight of a non-local (collaborative Wiener) estimate blended with the network's: "
-            "it finds similar patches across the image, which helps repeated structure "
-            "(stripes, lattices); about 3 s more per 512² plane on a laptop CPU. "
-            "0 = off; 'model default' = the preset's (quality: 0.5, others: off)")
+        self.wiener_combo = QComboBox()
+        for label, value in (("model default", PRESET), ("off", 0.0), ("auto (SURE)", "auto"),
+                             ("0.25", 0.25), ("0.5", 0.5), ("0.75", 0.75), ("1 (Wiener only)", 1.0)):
+            self.wiener_combo.addItem(label, value)
+        self.wiener_combo.setToolTip(
+            "Blend in a non-local (collaborative Wiener) estimate that draws on similar patches "
+            "across the image: it helps repeated structure (stripes, lattices); a few seconds "
+            "more per 512² plane on a laptop CPU. 'auto' picks the weight per plane by SURE (one "
+            "more network pass); 'model default' = the preset's (quality: auto, others: off)")
         self.device_combo = QComboBox()
         for dev in ["auto", *available_devices()]:
             self.device_combo.addItem(dev, dev)
@@ -151,7 +149,7 @@ class DenoiserWidget(QWidget):
         form.addRow("steps", self.steps_spin)
         form.addRow("η", self.eta_spin)
         form.addRow("samples", self.samples_spin)
-        form.addRow("non-local", self.wiener_spin)
+        form.addRow("non-local", self.wiener_combo)
         form.addRow("device", self.device_combo)
         form.addRow("seed", self.seed_spin)
 
@@ -238,9 +236,10 @@ class DenoiserWidget(QWidget):
 
     def set_parameters(self, **params: Any) -> None:
         """Set any of ``model, sampler, steps, eta, samples, wiener, device, seed, scope`` by
-        value (``wiener=None``: the model's default)."""
+        value (``None`` for sampler or wiener: the model's default)."""
         combos = {"model": self.model_combo, "sampler": self.sampler_combo,
-                  "device": self.device_combo, "scope": self.scope_combo}
+                  "device": self.device_combo, "scope": self.scope_combo,
+                  "wiener": self.wiener_combo}
         spins = {"steps": self.steps_spin, "eta": self.eta_spin, "samples": self.samples_spin,
                  "seed": self.seed_spin}
         for key, value in params.items():
@@ -249,8 +248,6 @@ class DenoiserWidget(QWidget):
                 if index < 0:
                     raise ValueError(f"{key} {value!r} is not offered here")
                 combos[key].setCurrentIndex(index)
-            elif key == "wiener":
-                self.wiener_spin.setValue(self.wiener_spin.minimum() if value is None else value)
             elif key in spins:
                 spins[key].setValue(value)
             else:
@@ -276,8 +273,8 @@ class DenoiserWidget(QWidget):
         if sampler == "indi":
             kwargs["eta"] = float(self.eta_spin.value())
             kwargs["samples"] = int(self.samples_spin.value())
-        if self.wiener_spin.value() >= 0:
-            kwargs["wiener"] = float(self.wiener_spin.value())
+        if self.wiener_combo.currentData() != PRESET:
+            kwargs["wiener"] = self.wiener_combo.currentData()
         seed = int(self.seed_spin.value())
         kwargs["seed"] = None if seed < 0 else seed
         source = self.noise_combo.currentData()

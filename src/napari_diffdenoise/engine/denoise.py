@@ -31,6 +31,8 @@ class DenoiseResult:
     std: np.ndarray | None
     time_map: np.ndarray
     report: Any | None
+    #: ``wiener="auto"``: the Wiener weight chosen for each plane (impulse planes left out)
+    wiener_weights: list[float] | None = None
 
 
 def _check_rgb(arr: np.ndarray) -> None:
@@ -156,11 +158,7 @@ def iter_denoise(
     ensemble = loaded.ensemble if ensemble is None else ensemble
     if ensemble not in (1, 2, 4, 8):
         raise ValueError(f"ensemble must be 1, 2, 4 or 8 (flip/rotation copies), got {ensemble!r}")
-    wiener = loaded.wiener if wiener is None else wiener
-    if isinstance(wiener, bool) or not isinstance(wiener, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(wiener) <= 1.0:
-        raise ValueError(f"wiener must be a weight in [0, 1], got {wiener!r}")
-    wiener = float(wiener)
+    wiener, auto = _check_wiener(loaded.wiener if wiener is None else wiener)
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
     if samples > 1 and eta == 0:
@@ -171,6 +169,8 @@ def iter_denoise(
         output_dtype = np.dtype(output_dtype)
         if output_dtype.kind not in "uif":
             raise TypeError(f"output_dtype must be an integer or float dtype, got {output_dtype}")
+    if auto and (eta > 0 or samples > 1):  # SURE needs a deterministic estimate
+        auto, wiener = False, AUTO_FALLBACK
     dev = resolve_device(device)
     amp = resolve_precision(loaded.precision if precision is None else precision, dev,
                             preferred=precision is None)
@@ -196,8 +196,14 @@ def iter_denoise(
     overlap = min(TILE_OVERLAP, tile_size // 4)
     context = 0 if max(h, w) <= tile_size else min(TILE_CONTEXT, tile_size // 4)
     tiles = list(tile_slices((h, w), tile_size, overlap))
-    n_bands = wiener_bands(h, w) if wiener > 0 else 0
-    total = n_planes * (len(tiles) * ensemble * samples * steps + n_bands)
+    wiener_on = auto or wiener > 0
+    want_first = auto
+    n_bands = wiener_bands(h, w) if wiener_on else 0
+    per_plane = len(tiles) * ensemble * samples * steps + n_bands
+    if auto:  # the SURE probe: one more network pass and Wiener step
+        per_plane += len(tiles) * steps + n_bands
+    total = n_planes * per_plane
+    weights: list[float] = []
     done = 0
     flat = arr.reshape((n_planes, h, w))
     sig_flat = None if sigma_map is None else sigma_map.reshape((n_planes, h, w))
@@ -206,19 +212,14 @@ def iter_denoise(
     tau_out = np.empty((n_planes, h, w), dtype=np.float32)
     report = None
 
-    for i in range(n_planes):
-        yn, tau, impulse, rep = _plane_tau_and_input(
-            flat[i], None if sig_flat is None else sig_flat[i], rng, sig_max)
-        report = rep if rep is not None else report
-        y_t = torch.from_numpy(np.ascontiguousarray(yn)).view(1, 1, h, w)
-        tau_t = torch.from_numpy(np.ascontiguousarray(tau)).view(1, 1, h, w)
-        if impulse is not None and impulse.any():
-            miss = torch.from_numpy(impulse).view(1, 1, h, w)
-            y_t = fill_missing(y_t, miss)
-            tau_t = torch.where(miss, torch.full_like(tau_t, IMPULSE_TIME * SIGMA_MAX / sig_max), tau_t)
-        tau_out[i] = tau_t[0, 0].numpy()
+    def run_plane(y_t, tau_t, members: int, n_samples: int, want_first: bool):
+        """The network over the tiles of one plane (``members`` flip/rotation copies,
+        ``n_samples`` samples); yields progress, returns (mean, spread or None, the
+        identity copy's estimate or None)."""
+        nonlocal done
         acc = np.zeros((h, w), dtype=np.float64)
-        acc2 = np.zeros((h, w), dtype=np.float64) if samples > 1 else None
+        acc2 = np.zeros((h, w), dtype=np.float64) if n_samples > 1 else None
+        acc0 = np.zeros((h, w), dtype=np.float64) if want_first else None
         wsum = np.zeros((h, w), dtype=np.float64)
         for rs, cs in tiles:
             # run each tile with up to `context` pixels of real image around it, then keep the
@@ -238,9 +239,10 @@ def iter_denoise(
             tp = torch.nn.functional.pad(tt, pad, mode=mode).to(dev)
             tile_sum = torch.zeros((th, tw), dtype=torch.float64)
             tile_sq = torch.zeros((th, tw), dtype=torch.float64)
-            for s in range(samples):
+            tile_first = None
+            for _ in range(n_samples):
                 est = torch.zeros((th, tw), dtype=torch.float64)
-                for k in range(ensemble):
+                for k in range(members):
                     yk, tk = _dihedral(yp, k), _dihedral(tp, k)
                     for _, _, xk in iter_sample(call, yk, tk, sampler=sampler, steps=steps,
                                                 eta=eta, sigma_max=sig_max, generator=gen):
@@ -248,29 +250,75 @@ def iter_denoise(
                         yield done, total
                     xk = _undihedral(xk, k)[0, 0, _PAD : _PAD + th, _PAD : _PAD + tw]
                     est += xk.double().cpu()
-                est /= ensemble
+                    if k == 0 and tile_first is None:
+                        tile_first = xk.double().cpu()
+                est /= members
                 tile_sum += est
                 tile_sq += est**2
             tile_sum, tile_sq = tile_sum[keep_r, keep_c], tile_sq[keep_r, keep_c]
             th, tw = tile_sum.shape
             wgt = blend_weight(th, tw, overlap if len(tiles) > 1 else 0)
-            mean = (tile_sum / samples).numpy()
+            mean = (tile_sum / n_samples).numpy()
             acc[rs, cs] += wgt * mean
             wsum[rs, cs] += wgt
             if acc2 is not None:
-                var = np.maximum((tile_sq / samples).numpy() - mean**2, 0.0) * samples / (samples - 1)
+                var = np.maximum((tile_sq / n_samples).numpy() - mean**2, 0.0) * n_samples / (n_samples - 1)
                 acc2[rs, cs] += wgt * np.sqrt(var)
-        out[i] = (acc / wsum).astype(np.float32)
-        if wiener > 0 and impulse is None:
+            if acc0 is not None:
+                acc0[rs, cs] += wgt * tile_first[keep_r, keep_c].numpy()
+        mean = (acc / wsum).astype(np.float32)
+        spread = None if acc2 is None else (acc2 / wsum).astype(np.float32)
+        first = None if acc0 is None else (acc0 / wsum).astype(np.float32)
+        return mean, spread, first
+
+    for i in range(n_planes):
+        yn, tau, impulse, rep = _plane_tau_and_input(
+            flat[i], None if sig_flat is None else sig_flat[i], rng, sig_max)
+        report = rep if rep is not None else report
+        y_t = torch.from_numpy(np.ascontiguousarray(yn)).view(1, 1, h, w)
+        tau_t = torch.from_numpy(np.ascontiguousarray(tau)).view(1, 1, h, w)
+        has_impulses = impulse is not None and bool(impulse.any())
+        if has_impulses:
+            miss = torch.from_numpy(impulse).view(1, 1, h, w)
+            y_t = fill_missing(y_t, miss)
+            tau_t = torch.where(miss, torch.full_like(tau_t, IMPULSE_TIME * SIGMA_MAX / sig_max), tau_t)
+        tau_out[i] = tau_t[0, 0].numpy()
+        mean, spread, first = yield from run_plane(y_t, tau_t, ensemble, samples, want_first)
+        out[i] = mean
+        if std_out is not None:
+            std_out[i] = spread
+        if wiener_on and not has_impulses:
             # the non-local step: a collaborative Wiener filter of the observation with the
             # network's estimate as the pilot, blended in (not on impulse noise, whose
             # observation is not Gaussian-like); its bands count as progress
-            cw = yield from _counted(iter_collaborative_wiener(
-                yn, out[i], tau_out[i] * np.float32(sig_max), device=dev), done, total)
-            out[i] = (1.0 - wiener) * out[i] + wiener * cw
-        done += n_bands if wiener > 0 else 0
-        if std_out is not None:
-            std_out[i] = (acc2 / wsum).astype(np.float32)
+            s_n = tau_out[i] * np.float32(sig_max)
+            cw = yield from _counted(iter_collaborative_wiener(yn, mean, s_n, device=dev),
+                                     done, total)
+            done += n_bands
+            weight = wiener
+            noisy_px = s_n[s_n > 0]
+            if auto and noisy_px.size == 0:  # nothing is noisy: the network's (unchanged) pixels
+                weight = 0.0
+                weights.append(weight)
+                done += len(tiles) * steps + n_bands
+            elif auto:
+                # the weight that minimises Stein's unbiased risk estimate of the blend's
+                # error, its divergence term by one Monte-Carlo probe: the pipeline rerun on
+                # a slightly perturbed observation (one network pass, the pilot moved by that
+                # pass's change, and the Wiener step)
+                probe = np.random.default_rng(0).choice(np.float32([-1.0, 1.0]), size=(h, w))
+                eps = np.float32(max(SURE_EPSILON * float(np.median(noisy_px)), 1e-5))
+                y_p = y_t + torch.from_numpy(eps * probe).view(1, 1, h, w)
+                moved, _, _ = yield from run_plane(y_p, tau_t, 1, 1, False)
+                pilot_p = mean + (moved - first)
+                cw_p = yield from _counted(iter_collaborative_wiener(
+                    yn + eps * probe, pilot_p, s_n, device=dev), done, total)
+                done += n_bands
+                weight = sure_blend_weight(yn, mean, cw, pilot_p, cw_p, probe, eps, s_n)
+                weights.append(weight)
+            out[i] = (1.0 - weight) * mean + weight * cw
+        elif wiener_on:
+            done += n_bands * (2 if auto else 1) + (len(tiles) * steps if auto else 0)
 
     result = rng.denormalise(out).reshape(arr.shape)
     # τ = 0 means "leave this pixel alone": copy it exactly (no normalisation round-off)
@@ -279,7 +327,44 @@ def iter_denoise(
         result = np.where(untouched, arr.astype(np.float32), result)
     result = _cast(result, arr.dtype if output_dtype is None else output_dtype)
     std = None if std_out is None else (std_out * np.float32(rng.scale)).reshape(arr.shape)
-    return DenoiseResult(result, std, tau_out.reshape(arr.shape), report)
+    return DenoiseResult(result, std, tau_out.reshape(arr.shape), report,
+                         weights if auto else None)
+
+
+#: the Monte-Carlo probe's step, relative to the median noise std (SURE's divergence term)
+SURE_EPSILON = 0.02
+#: the Wiener weight ``"auto"`` falls back to with stochastic sampling (no SURE there)
+AUTO_FALLBACK = 0.5
+
+
+def _check_wiener(wiener) -> tuple[float, bool]:
+    """``(weight, auto)`` from a ``wiener`` argument: a weight in [0, 1] or ``"auto"``."""
+    if isinstance(wiener, str) and wiener == "auto":
+        return 0.0, True
+    if isinstance(wiener, bool) or not isinstance(wiener, (int, float, np.floating, np.integer)) \
+            or not 0.0 <= float(wiener) <= 1.0:
+        raise ValueError(f"wiener must be a weight in [0, 1] or 'auto', got {wiener!r}")
+    return float(wiener), False
+
+
+def sure_blend_weight(y, f, g, f_p, g_p, probe, eps, sigma) -> float:
+    """The weight ``a`` in [0, 1] of ``(1 − a)·f + a·g`` that minimises Stein's unbiased risk
+    estimate of its mean squared error against the clean image, for observations ``y`` with
+    independent Gaussian(-like) noise of per-pixel std ``sigma``.
+
+    ``f_p`` and ``g_p`` are the two estimates recomputed from ``y + eps·probe`` (``probe`` ±1
+    per pixel): their change gives the divergence of ``g − f`` (Ramani et al. 2008's
+    Monte-Carlo SURE). Pixels with ``sigma = 0`` are left out; 0 when the estimates agree.
+    """
+    keep = np.asarray(sigma) > 0
+    d = (np.asarray(g, np.float64) - f)[keep]
+    den = float(np.sum(d * d))
+    if den <= 0:
+        return 0.0
+    r = (np.asarray(y, np.float64) - f)[keep]
+    div = (np.asarray(probe, np.float64) * ((np.asarray(g_p, np.float64) - f_p) - (g - f)))[keep] / eps
+    s2 = (np.asarray(sigma, np.float64) ** 2)[keep] if np.ndim(sigma) else float(sigma) ** 2
+    return float(np.clip((np.sum(r * d) - np.sum(s2 * div)) / den, 0.0, 1.0))
 
 
 def _counted(gen, done: int, total: int):
@@ -367,13 +452,15 @@ def denoise(
         Number of stochastic samples (needs ``eta > 0``); the mean is returned.
     ensemble : int, optional
         Flip/rotation self-ensemble size (1, 2, 4 or 8); the preset's default when omitted.
-    wiener : float, optional
+    wiener : float or "auto", optional
         Weight in [0, 1] of a collaborative Wiener estimate blended with the network's output:
         a BM3D-style non-local filter of the observation, guided by the network's estimate,
-        that draws on similar patches across the image (repeated structure; +0.1 dB on Set12
-        at 8-fold ensemble, more on textured images), about 3 s per 512² plane on 2 CPU cores.
+        that draws on similar patches across the image (repeated structure: stripes,
+        lattices), about 2.5 s per 512² plane on 2 CPU cores. ``"auto"`` picks the weight per
+        plane by Stein's unbiased risk estimate (one more network pass and Wiener step; the
+        weights are in ``DenoiseResult.wiener_weights``; 0.5 with stochastic sampling).
         Skipped on planes with salt-and-pepper impulses. 0 turns it off; the preset's default
-        (``quality``: 0.5, else 0) when omitted.
+        (``quality``: ``"auto"``, else 0) when omitted.
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     precision : str, optional

@@ -30,8 +30,9 @@ class Preset:
     ensemble: int
     description: str
     precision: str = "float32"
-    #: weight of the collaborative Wiener estimate blended with the network's output (0: off)
-    wiener: float = 0.0
+    #: weight of the collaborative Wiener estimate blended with the network's output (0: off;
+    #: "auto": chosen per plane by SURE)
+    wiener: float | str = 0.0
 
 
 #: Chosen by measurement (docs/bench_denoise.md): ``direct`` (one network call) gives the best
@@ -45,8 +46,8 @@ PRESETS: dict[str, Preset] = {
                    "GPUs; CPUs where a one-off timing finds it so), else the same as default",
                    "bfloat16"),
     "quality": Preset("default", "direct", 1, 8, "bundled model with 8-fold flip/rotation "
-                      "self-ensemble, blended half and half with a collaborative Wiener filter "
-                      "that uses similar patches across the image", wiener=0.5),
+                      "self-ensemble, blended with a collaborative Wiener filter that uses "
+                      "similar patches across the image (weight chosen by SURE)", wiener="auto"),
 }
 
 
@@ -80,7 +81,7 @@ class LoadedModel:
     steps: int = 1
     ensemble: int = 1
     precision: str = "float32"
-    wiener: float = 0.0
+    wiener: float | str = 0.0
 
     @property
     def sigma_max(self) -> float:
