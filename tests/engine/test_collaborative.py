@@ -167,7 +167,8 @@ def test_quality_preset_uses_the_wiener_step(stripes):
 
 def test_sure_weight_prefers_the_better_estimate():
     """SURE needs no clean image: with f the noisy image itself and g the clean one it picks g
-    (a ≈ 1), the other way round f (a ≈ 0), from the observation and one probe alone."""
+    (a ≈ 1), the other way round f (a ≈ 0), from the observation and one probe alone, and
+    its jackknife variance is small on an image this size."""
     from napari_diffdenoise.engine.denoise import sure_blend_weight
 
     rng = np.random.default_rng(0)
@@ -176,11 +177,30 @@ def test_sure_weight_prefers_the_better_estimate():
     probe = rng.choice([-1.0, 1.0], x.shape)
     eps = 1e-3
     yp = y + eps * probe
-    assert sure_blend_weight(y, y, x, yp, x, probe, eps, 0.1) > 0.95
-    assert sure_blend_weight(y, x, y, x, yp, probe, eps, 0.1) < 0.05
-    half = 0.5 * (x + y)  # halfway: the best blend of f = y and g = half is g
-    assert sure_blend_weight(y, y, half, yp, 0.5 * (x + yp), probe, eps, 0.1) > 0.95
-    assert sure_blend_weight(y, y, y, yp, yp, probe, eps, 0.1) == 0.0  # nothing to choose
+    a, var = sure_blend_weight(y, y, x, yp, x, probe, eps, 0.1)
+    assert abs(a - 1) < 0.05 and var < 0.01
+    a, var = sure_blend_weight(y, x, y, x, yp, probe, eps, 0.1)
+    assert abs(a) < 0.05 and var < 0.01
+    half = 0.5 * (x + y)  # halfway: (1 − a)·y + a·half is the clean image at a = 2 (unclipped)
+    assert abs(sure_blend_weight(y, y, half, yp, 0.5 * (x + yp), probe, eps, 0.1)[0] - 2) < 0.1
+    assert sure_blend_weight(y, y, y, yp, yp, probe, eps, 0.1) == (0.0, 0.0)  # nothing to choose
+    # pixels without noise are left out of every sum
+    sig = np.full(x.shape, 0.1)
+    sig[:, :32] = 0.0
+    a_half, _ = sure_blend_weight(y[:, 32:], y[:, 32:], x[:, 32:], yp[:, 32:], x[:, 32:],
+                                  probe[:, 32:], eps, 0.1)
+    assert sure_blend_weight(y, y, x, yp, x, probe, eps, sig)[0] == pytest.approx(a_half)
+
+
+def test_auto_weight_shrinks_uncertain_estimates():
+    from napari_diffdenoise.engine.denoise import AUTO_MIN, AUTO_PRIOR, auto_wiener_weight
+
+    assert auto_wiener_weight(0.9, 0.001) == pytest.approx(0.9 - 2 * 0.001 / 0.4)
+    assert auto_wiener_weight(1.6, 0.001) == 1.0
+    assert auto_wiener_weight(0.9, 0.1) == AUTO_PRIOR  # within √2 standard errors: the prior
+    assert auto_wiener_weight(-0.5, 0.001) == AUTO_MIN
+    assert auto_wiener_weight(0.9, float("inf")) == AUTO_PRIOR
+    assert auto_wiener_weight(AUTO_PRIOR, 0.0) == AUTO_PRIOR
 
 
 def test_auto_weight_is_the_blend_it_reports(stripes):
