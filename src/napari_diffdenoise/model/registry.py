@@ -39,7 +39,8 @@ class Preset:
 #: PSNR per compute (more steps lose PSNR with this model); bfloat16 costs about -0.01 dB and is
 #: 1.7-1.8× faster on some CPUs, slower on others (timed once: ``engine.device.fast_bfloat16``);
 #: the 8-fold flip/rotation self-ensemble buys 0.09-0.1 dB for 8× the time; blending in the
-#: collaborative Wiener estimate (a non-local step, ``engine.collaborative``) another 0.07-0.1.
+#: collaborative Wiener estimate (a non-local step, ``engine.collaborative``) at SURE's weight
+#: another 0.07-0.14 dB on Set12 and 2.6 dB on the benchmark's texture section (docs/denoising.md).
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
     "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where that is faster (CUDA "
