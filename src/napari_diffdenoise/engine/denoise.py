@@ -133,7 +133,7 @@ def iter_denoise(
     eta: float = 0.0,
     samples: int = 1,
     ensemble: int | None = None,
-    wiener: float | None = None,
+    wiener: float | str | None = None,
     device="auto",
     precision: str | None = None,
     seed: int | None = None,
@@ -197,7 +197,6 @@ def iter_denoise(
     context = 0 if max(h, w) <= tile_size else min(TILE_CONTEXT, tile_size // 4)
     tiles = list(tile_slices((h, w), tile_size, overlap))
     wiener_on = auto or wiener > 0
-    want_first = auto
     n_bands = wiener_bands(h, w) if wiener_on else 0
     per_plane = len(tiles) * ensemble * samples * steps + n_bands
     if auto:  # the SURE probe: one more network pass and Wiener step
@@ -283,7 +282,8 @@ def iter_denoise(
             y_t = fill_missing(y_t, miss)
             tau_t = torch.where(miss, torch.full_like(tau_t, IMPULSE_TIME * SIGMA_MAX / sig_max), tau_t)
         tau_out[i] = tau_t[0, 0].numpy()
-        mean, spread, first = yield from run_plane(y_t, tau_t, ensemble, samples, want_first)
+        # ("auto" keeps the identity copy's estimate: the probe's pass is compared with it)
+        mean, spread, first = yield from run_plane(y_t, tau_t, ensemble, samples, auto)
         out[i] = mean
         if std_out is not None:
             std_out[i] = spread
@@ -455,7 +455,7 @@ def denoise(
     eta: float = 0.0,
     samples: int = 1,
     ensemble: int | None = None,
-    wiener: float | None = None,
+    wiener: float | str | None = None,
     device="auto",
     precision: str | None = None,
     seed: int | None = None,

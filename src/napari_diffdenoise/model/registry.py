@@ -90,7 +90,7 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return (f"LoadedModel(name={self.name!r}, sampler={self.sampler!r}, steps={self.steps}, "
-                f"ensemble={self.ensemble}, precision={self.precision!r}, wiener={self.wiener}, parameters={self.net.parameter_count()}, "
+                f"ensemble={self.ensemble}, precision={self.precision!r}, wiener={self.wiener!r}, parameters={self.net.parameter_count()}, "
                 f"sigma_max={self.sigma_max})")
 
 
