@@ -198,9 +198,11 @@ def iter_denoise(
     tiles = list(tile_slices((h, w), tile_size, overlap))
     wiener_on = auto or wiener > 0
     n_bands = wiener_bands(h, w) if wiener_on else 0
-    per_plane = len(tiles) * ensemble * samples * steps + n_bands
-    if auto:  # the SURE probe: one more network pass and Wiener step
-        per_plane += len(tiles) * steps + n_bands
+    # progress steps of the non-local step per plane: its bands, and for "auto" the SURE probe
+    # (one more network pass and Wiener step); counted whether a plane runs it or skips it
+    probe_steps = len(tiles) * steps + n_bands if auto else 0
+    wiener_steps = n_bands + probe_steps
+    per_plane = len(tiles) * ensemble * samples * steps + wiener_steps
     total = n_planes * per_plane
     weights: list[float] = []
     done = 0
@@ -296,30 +298,31 @@ def iter_denoise(
                                      done, total)
             done += n_bands
             weight = wiener
-            noisy_px = s_n[s_n > 0]
-            if auto and noisy_px.size == 0:  # nothing is noisy: the network's (unchanged) pixels
-                weight = 0.0
-                weights.append(weight)
-                done += len(tiles) * steps + n_bands
-            elif auto:
-                # the weight that minimises Stein's unbiased risk estimate of the blend's
-                # error, its divergence term by one Monte-Carlo probe: the pipeline rerun on
-                # a slightly perturbed observation (one network pass, the pilot moved by that
-                # pass's change, and the Wiener step)
-                probe = np.random.default_rng(SURE_PROBE_SEED).choice(np.float32([-1.0, 1.0]), size=(h, w))
-                eps = np.float32(max(SURE_EPSILON * float(np.median(noisy_px)), 1e-5))
-                y_p = y_t + torch.from_numpy(eps * probe).view(1, 1, h, w)
-                moved, _, _ = yield from run_plane(y_p, tau_t, 1, 1, False)
-                pilot_p = mean + (moved - first)
-                cw_p = yield from _counted(iter_collaborative_wiener(
-                    yn + eps * probe, pilot_p, s_n, device=dev), done, total)
-                done += n_bands
-                weight = auto_wiener_weight(*sure_blend_weight(yn, mean, cw, pilot_p, cw_p,
-                                                               probe, eps, s_n))
+            if auto:
+                noisy_px = s_n[s_n > 0]
+                if noisy_px.size == 0:  # nothing is noisy: the network's (unchanged) pixels
+                    weight = 0.0
+                    done += probe_steps
+                else:
+                    # the weight that minimises Stein's unbiased risk estimate of the blend's
+                    # error, its divergence term by one Monte-Carlo probe: the pipeline rerun
+                    # on a slightly perturbed observation (one network pass, the pilot moved by
+                    # that pass's change, and the Wiener step)
+                    probe = np.random.default_rng(SURE_PROBE_SEED).choice(
+                        np.float32([-1.0, 1.0]), size=(h, w))
+                    eps = np.float32(max(SURE_EPSILON * float(np.median(noisy_px)), 1e-5))
+                    y_p = y_t + torch.from_numpy(eps * probe).view(1, 1, h, w)
+                    moved, _, _ = yield from run_plane(y_p, tau_t, 1, 1, False)
+                    pilot_p = mean + (moved - first)
+                    cw_p = yield from _counted(iter_collaborative_wiener(
+                        yn + eps * probe, pilot_p, s_n, device=dev), done, total)
+                    done += n_bands
+                    weight = auto_wiener_weight(*sure_blend_weight(
+                        yn, mean, cw, pilot_p, cw_p, probe, eps, s_n))
                 weights.append(weight)
             out[i] = (1.0 - weight) * mean + weight * cw
-        elif wiener_on:
-            done += n_bands * (2 if auto else 1) + (len(tiles) * steps if auto else 0)
+        else:
+            done += wiener_steps
 
     result = rng.denormalise(out).reshape(arr.shape)
     # τ = 0 means "leave this pixel alone": copy it exactly (no normalisation round-off)
