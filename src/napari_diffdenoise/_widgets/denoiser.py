@@ -102,8 +102,8 @@ class DenoiserWidget(QWidget):
         self.model_combo.setToolTip("default: one network call; fast: the same in bfloat16 where "
                                     "that is faster (GPUs; CPUs where it measures faster: "
                                     "~1.7× there, else as default); "
-                                    "quality: 8-fold self-ensemble blended with a "
-                                    "non-local Wiener filter (slower); "
+                                    "quality: 8-fold self-ensemble blended with "
+                                    "non-local (BM3D-style) filters (slower); "
                                     "fine-tuned models appear here too")
         self.sampler_combo = QComboBox()
         self.sampler_combo.addItem("model default", PRESET)
@@ -129,8 +129,10 @@ class DenoiserWidget(QWidget):
         self.wiener_combo.setToolTip(
             "Blend in a non-local (collaborative Wiener) estimate that draws on similar patches "
             "across the image: it helps repeated structure (stripes, lattices); a few seconds "
-            "more per 512² plane on a laptop CPU. 'auto' picks the weight per plane by SURE (one "
-            "more network pass); 'model default' = the preset's (quality: auto, others: off)")
+            "more per 512² plane on a laptop CPU. 'auto' also blends a hard-thresholding "
+            "estimate into the Wiener filter's guide and picks both weights per plane by SURE "
+            "(one more network pass, about 2.5× the filter time); 'model default' = the "
+            "preset's (quality: auto, others: off)")
         self.device_combo = QComboBox()
         for dev in ["auto", *available_devices()]:
             self.device_combo.addItem(dev, dev)

@@ -31,7 +31,7 @@ class Preset:
     description: str
     precision: str = "float32"
     #: weight of the collaborative Wiener estimate blended with the network's output (0: off;
-    #: "auto": chosen per plane by SURE)
+    #: "auto": chosen per plane by SURE, with a hard-thresholding estimate in the pilot)
     wiener: float | str = 0.0
 
 
@@ -39,16 +39,17 @@ class Preset:
 #: PSNR per compute (more steps lose PSNR with this model); bfloat16 costs about -0.01 dB and is
 #: 1.7-1.8× faster on some CPUs, slower on others (timed once: ``engine.device.fast_bfloat16``);
 #: the 8-fold flip/rotation self-ensemble buys 0.09-0.1 dB for 8× the time; blending in the
-#: collaborative Wiener estimate (a non-local step, ``engine.collaborative``) at SURE's weight
-#: another 0.07-0.14 dB on Set12 and 2.6 dB on the benchmark's texture section (docs/denoising.md).
+#: non-local step (``engine.collaborative``: collaborative hard thresholding blended into the
+#: pilot of a collaborative Wiener filter, both at SURE's weights) another 0.1-0.2 dB on Set12
+#: and several dB on the benchmark's texture section (docs/denoising.md).
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
     "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where that is faster (CUDA "
                    "GPUs; CPUs where a one-off timing finds it so), else the same as default",
                    "bfloat16"),
     "quality": Preset("default", "direct", 1, 8, "bundled model with 8-fold flip/rotation "
-                      "self-ensemble, blended with a collaborative Wiener filter that uses "
-                      "similar patches across the image (weight chosen by SURE)", wiener="auto"),
+                      "self-ensemble, blended with BM3D-style collaborative filters that use "
+                      "similar patches across the image (weights chosen by SURE)", wiener="auto"),
 }
 
 
