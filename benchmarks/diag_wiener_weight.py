@@ -1,6 +1,9 @@
-"""How much of the non-local (collaborative Wiener) estimate to blend in: fixed weights, the
-weight ``wiener="auto"`` picks by SURE, and the best weight per image (an oracle that reads the
-clean image), on Set12 and on the gratings of the benchmark's texture section.
+"""How much of the non-local (collaborative Wiener) estimate to blend in: fixed weights (the
+Wiener filter guided by the network's estimate), ``wiener="auto"`` (guided by the network's
+estimate blended with the hard-thresholding one; both weights by SURE), and the best fixed
+weight per image (an oracle that reads the clean image), on Set12 and on the gratings of the
+benchmark's texture section. ``SURE's a`` and ``SURE's b`` are auto's Wiener and thresholding
+weights.
 
     python benchmarks/diag_wiener_weight.py [sigma] [ensemble] [model]
     python benchmarks/diag_wiener_weight.py pairs [ensemble] [model]
@@ -45,8 +48,8 @@ def pairs(argv: list[str]) -> int:
     model = argv[1] if len(argv) > 1 else "default"
     data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
     print(f"real pairs, blind, ×{ensemble} ensemble, model {model}, affine-fitted PSNR")
-    print("| pair | " + " | ".join(f"a={a:g}" for a in WEIGHTS) + " | SURE (auto) | SURE's a |")
-    print("|---" * (len(WEIGHTS) + 3) + "|")
+    print("| pair | " + " | ".join(f"a={a:g}" for a in WEIGHTS) + " | SURE (auto) | SURE's a | SURE's b |")
+    print("|---" * (len(WEIGHTS) + 4) + "|")
     for name, noisy_u8, clean_u8 in bd.load_pairs(data):
         clean = clean_u8.astype(np.float64)
         rng = float(clean.max() - clean.min())
@@ -60,7 +63,7 @@ def pairs(argv: list[str]) -> int:
 
         vals = [score((1 - a) * net + a * cw) for a in WEIGHTS] + [score(auto.image)]
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in vals)
-              + f" | {auto.wiener_weights[0]:.2f} |", flush=True)
+              + f" | {auto.wiener_weights[0]:.2f} | {auto.threshold_weights[0]:.2f} |", flush=True)
     return 0
 
 
@@ -76,8 +79,8 @@ def main(argv: list[str]) -> int:
     cols = [f"a={a:g}" for a in WEIGHTS] + ["SURE (auto)", "best a per image"]
     rows: dict[str, dict] = {}
     print(f"σ = {sigma:g}, ×{ensemble} ensemble, model {model}")
-    print("| set | image | " + " | ".join(cols) + " | SURE's a | best a |")
-    print("|---" * (len(cols) + 4) + "|")
+    print("| set | image | " + " | ".join(cols) + " | SURE's a | SURE's b | best a |")
+    print("|---" * (len(cols) + 5) + "|")
     for group, name, clean, noisy in images(data, sigma):
         kw = dict(sigma=sigma, model=model, ensemble=ensemble, output_dtype=np.float32)
         x = noisy.astype(np.float32)
@@ -95,7 +98,8 @@ def main(argv: list[str]) -> int:
         for c, v in zip(cols, vals):
             rows.setdefault(group, {}).setdefault(c, []).append(v)
         print(f"| {group} | {name} | " + " | ".join(f"{v:.2f}" for v in vals)
-              + f" | {auto.wiener_weights[0]:.2f} | {best:.2f} |", flush=True)
+              + f" | {auto.wiener_weights[0]:.2f} | {auto.threshold_weights[0]:.2f} | {best:.2f} |",
+              flush=True)
     print()
     print("| set | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
