@@ -77,6 +77,24 @@ def test_non_local_step_setting_reaches_denoise(qtbot, viewer, widget):
         widget.set_parameters(wiener=0.3)
 
 
+def test_auto_non_local_weights_are_shown_and_kept(qtbot, viewer, widget):
+    """``wiener="auto"``: the weights SURE chose appear in the status line and the new layer's
+    metadata, the same as the API's."""
+    _, noisy = _noisy()
+    viewer.add_image(noisy, name="noisy")
+    widget.set_noise_source(20.0)
+    widget.set_parameters(model="default", wiener="auto")
+    _run(qtbot, widget)
+    assert widget.last_error is None
+    ref = denoise(noisy, sigma=20.0, wiener="auto", return_details=True)
+    meta = viewer.layers["noisy denoised"].metadata
+    assert meta["wiener_weights"] == ref.wiener_weights
+    assert meta["threshold_weights"] == ref.threshold_weights
+    text = widget.status_label.text()
+    assert f"Wiener {ref.wiener_weights[0]:.2f}, thresholding {ref.threshold_weights[0]:.2f}" in text
+    np.testing.assert_allclose(viewer.layers["noisy denoised"].data, ref.image, atol=1e-4)
+
+
 def test_blind_and_painted_time_map(qtbot, viewer, widget):
     _, noisy = _noisy(seed=1)
     layer = viewer.add_image(noisy, name="img")
@@ -153,3 +171,14 @@ def test_model_list_is_the_api_list_with_each_preset_described(widget):
     for i, name in enumerate(names):
         tip = combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
         assert tip == (PRESETS[name].description if name in PRESETS else "a saved (fine-tuned) model")
+
+
+def test_weights_text_spans_planes_and_says_when_skipped():
+    from napari_diffdenoise._widgets.denoiser import _weights_text
+    from napari_diffdenoise.engine.denoise import DenoiseResult
+
+    img = np.zeros((2, 8, 8), np.float32)
+    assert _weights_text(DenoiseResult(img, None, img, None)) == ""
+    two = DenoiseResult(img, None, img, None, [0.25, 0.75], [0.0, 0.6])
+    assert _weights_text(two) == "; non-local weights over 2 planes: Wiener 0.25-0.75, thresholding 0.00-0.60"
+    assert "skipped" in _weights_text(DenoiseResult(img, None, img, None, [], []))

@@ -354,9 +354,13 @@ class DenoiserWidget(QWidget):
         where_kw = placement(layer, result.image.ndim) if layer is not None else {}
         where = f" (plane {meta['plane']})" if "plane" in meta else ""
         limits = layer.contrast_limits if layer is not None else None
+        weights = {}
+        if result.wiener_weights is not None:  # wiener="auto": what SURE chose, per plane
+            weights = {"wiener_weights": list(result.wiener_weights),
+                       "threshold_weights": list(result.threshold_weights or [])}
         added = [self.viewer.add_image(
             result.image, name=f"{name} denoised{where}", contrast_limits=limits,
-            metadata={"source": name, **meta}, **where_kw)]
+            metadata={"source": name, **meta, **weights}, **where_kw)]
         if result.std is not None:
             added.append(self.viewer.add_image(
                 result.std, name=f"{name} uncertainty{where}", colormap="inferno",
@@ -364,7 +368,7 @@ class DenoiserWidget(QWidget):
                 **where_kw))
         self.layers_added = added
         kind = f", noise: {result.report.kind}" if result.report is not None else ""
-        self._status(f"Done: added {added[0].name!r}{kind}.")
+        self._status(f"Done: added {added[0].name!r}{kind}{_weights_text(result)}.")
         self.viewer.update_console({"denoise_result": result})
 
     def _on_errored(self, exc: BaseException) -> None:
@@ -383,6 +387,22 @@ class DenoiserWidget(QWidget):
 
     def _error(self, exc: BaseException, *, notify: bool) -> None:
         self.last_error = set_error(self.status_label, exc, notify=notify, source="Denoiser")
+
+
+def _weights_text(result: DenoiseResult) -> str:
+    """The non-local weights ``wiener="auto"`` chose, for the status line ("" otherwise)."""
+    w, b = result.wiener_weights, result.threshold_weights
+    if w is None:
+        return ""
+    if not w:
+        return "; non-local step skipped (salt-and-pepper)"
+
+    def span(v: list[float]) -> str:
+        lo, hi = min(v), max(v)
+        return f"{lo:.2f}" if hi - lo < 0.005 else f"{lo:.2f}-{hi:.2f}"
+
+    planes = "" if len(w) == 1 else f" over {len(w)} planes"
+    return f"; non-local weights{planes}: Wiener {span(w)}, thresholding {span(b or [0.0])}"
 
 
 class _LevelsView:
