@@ -360,13 +360,13 @@ def _quality_row() -> tuple[str, dict]:
 
     q = PRESETS["quality"]
     weight = q.wiener if isinstance(q.wiener, str) else f"{q.wiener:g}"
-    return (f"ours blind, ×{q.ensemble} ensemble + Wiener {weight} (quality)",
+    return (f"ours blind, ×{q.ensemble} ensemble + non-local {weight} (quality)",
             {"ensemble": q.ensemble, "wiener": q.wiener})
 
 
 QUALITY_ROW = _quality_row()
-#: the self-ensemble alone (the quality preset before the collaborative Wiener step)
-ENSEMBLE_ROW = ("ours blind, ×8 ensemble, no Wiener", {"ensemble": 8, "wiener": 0.0})
+#: the self-ensemble alone (the quality preset without its non-local step)
+ENSEMBLE_ROW = ("ours blind, ×8 ensemble, no non-local step", {"ensemble": 8, "wiener": 0.0})
 #: our blind rows besides ``default``: the other presets
 PRESET_ROWS = (FAST_ROW, ENSEMBLE_ROW, QUALITY_ROW)
 
@@ -831,16 +831,18 @@ def section_speed(cfg: Config) -> list[str]:
     run("noise estimation only (`estimate_noise`)", lambda: estimate_noise(x32), r, False,
         f"median of {r}")
     rq = 1 if cfg.quick else r
-    run("ours ×8 ensemble, no Wiener, blind", lambda: denoise(x32, model=cfg.model, ensemble=8,
+    run("ours ×8 ensemble, no non-local step, blind", lambda: denoise(x32, model=cfg.model, ensemble=8,
                                                                wiener=0.0, device="cpu"),
         rq, False, f"median of {rq}")
     run(f"ours quality ({QUALITY_ROW[0].split(', ', 1)[1].removesuffix(' (quality)')}), blind",
         lambda: denoise(x32, model=cfg.model, device="cpu", **QUALITY_ROW[1]), rq, False,
         f"median of {rq}")
-    from napari_diffdenoise.engine.collaborative import collaborative_wiener
+    from napari_diffdenoise.engine.collaborative import collaborative_threshold, collaborative_wiener
     pilot = denoise(x32, sigma=25.0, model=cfg.model, device="cpu")
     run("collaborative Wiener step alone (`engine.collaborative`)",
         lambda: collaborative_wiener(x32, pilot, 25.0), r, False, f"median of {r}")
+    run("collaborative hard thresholding alone (`engine.collaborative`)",
+        lambda: collaborative_threshold(x32, 25.0), r, False, f"median of {r}")
     if torch.cuda.is_available():
         run("ours default, blind, CUDA", lambda: denoise(x32, model=cfg.model, device="cuda"),
             r, True, f"median of {r} after a warm-up")
