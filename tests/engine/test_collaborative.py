@@ -16,6 +16,16 @@ from napari_diffdenoise.engine.collaborative import (
 )
 
 
+def _drive(gen):
+    """Run a progress generator to its end: (the steps it yielded, its value)."""
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            return steps, stop.value
+
+
 def _psnr(a, b, peak=1.0):
     return 10 * np.log10(peak**2 / np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2))
 
@@ -86,14 +96,7 @@ def test_bands_give_the_same_result_as_one_pass(texture, monkeypatch):
     monkeypatch.setattr(cw, "_BAND_ELEMENTS", 39 * 39 * 32 * 4)  # 4 reference rows per band
     n = wiener_bands(*noisy.shape)
     assert n == int(np.ceil(len(cw._grid(90, 8, 3)) / 4)) > 3
-    gen = iter_collaborative_wiener(noisy, pilot, 0.1)
-    steps = []
-    while True:
-        try:
-            steps.append(next(gen))
-        except StopIteration as stop:
-            banded = stop.value
-            break
+    steps, banded = _drive(iter_collaborative_wiener(noisy, pilot, 0.1))
     assert steps == [(k, n) for k in range(1, n + 1)]
     np.testing.assert_allclose(banded, whole, atol=1e-5)
 
@@ -175,15 +178,9 @@ def test_thresholding_bands_match_one_pass(texture, monkeypatch):
     _, noisy, _ = texture
     whole = collaborative_threshold(noisy, 0.1)
     monkeypatch.setattr(cw, "_BAND_ELEMENTS", 1)
-    gen = iter_collaborative_threshold(noisy, 0.1)
-    steps = []
-    while True:
-        try:
-            steps.append(next(gen))
-        except StopIteration as stop:
-            banded = stop.value
-            break
-    assert len(steps) == wiener_bands(*noisy.shape) > 1
+    steps, banded = _drive(iter_collaborative_threshold(noisy, 0.1))
+    n = wiener_bands(*noisy.shape)
+    assert n > 1 and steps == [(k, n) for k in range(1, n + 1)]
     np.testing.assert_allclose(banded, whole, atol=1e-5)
 
 

@@ -131,8 +131,8 @@ class DenoiserWidget(QWidget):
             "across the image: it helps repeated structure (stripes, lattices); a few seconds "
             "more per 512² plane on a laptop CPU. 'auto' also blends a hard-thresholding "
             "estimate into the Wiener filter's guide and picks both weights per plane by SURE "
-            "(one more network pass, about 2.5× the filter time); 'model default' = the "
-            "preset's (quality: auto, others: off)")
+            "(one more network pass, and four filter passes where a fixed weight runs one); "
+            "'model default' = the preset's (quality: auto, others: off)")
         self.device_combo = QComboBox()
         for dev in ["auto", *available_devices()]:
             self.device_combo.addItem(dev, dev)

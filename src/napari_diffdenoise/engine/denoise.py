@@ -535,8 +535,8 @@ def denoise(
         lattices), about 2.5 s per 512² plane on 2 CPU cores. ``"auto"``: the Wiener filter's
         pilot is the network's estimate blended with a collaborative hard-thresholding one
         (BM3D's first stage, strong on periodic structure), and both weights are picked per
-        plane by Stein's unbiased risk estimate (one more network pass, about 2.5× the time of
-        a fixed weight's filter; the weights are in ``DenoiseResult.wiener_weights`` and
+        plane by Stein's unbiased risk estimate (one more network pass, and four filter passes
+        where a fixed weight runs one; the weights are in ``DenoiseResult.wiener_weights`` and
         ``threshold_weights``; a fixed 0.5 guided by the network with stochastic sampling).
         Skipped on planes with salt-and-pepper impulses. 0 turns it off; the preset's default
         (``quality``: ``"auto"``, else 0) when omitted.
