@@ -302,6 +302,15 @@ def test_auto_weight_without_noise_leaves_the_image(stripes):
     np.testing.assert_array_equal(res.image, noisy)
 
 
+def test_auto_skips_planes_smaller_than_a_patch():
+    """Nothing to match in a 6×6 plane (the thresholding would return the observation): the
+    network's estimate, both weights 0."""
+    y = (100 + np.random.default_rng(0).normal(0, 10, (6, 6))).astype(np.float32)
+    res = denoise(y, sigma=10, wiener="auto", return_details=True)
+    assert res.wiener_weights == [0.0] and res.threshold_weights == [0.0]
+    np.testing.assert_array_equal(res.image, denoise(y, sigma=10))
+
+
 def test_auto_weight_falls_back_with_stochastic_sampling(stripes):
     _, noisy = stripes
     kw = dict(sigma=20, sampler="indi", steps=2, eta=0.5, samples=2, seed=3)

@@ -149,7 +149,8 @@ def iter_denoise(
     from ..diffusion.impulses import IMPULSE_TIME, fill_missing
     from ..diffusion.samplers import check_sampler_args, iter_sample
     from ..model.registry import load_model
-    from .collaborative import iter_collaborative_threshold, iter_collaborative_wiener, wiener_bands
+    from .collaborative import (PATCH, iter_collaborative_threshold, iter_collaborative_wiener,
+                                wiener_bands)
     from .device import resolve_device, resolve_precision
     from .tiling import blend_weight, tile_slices
 
@@ -306,7 +307,9 @@ def iter_denoise(
                                          done, total)
                 done += n_bands
                 pilot, weight = mean, wiener
-            elif noisy_px.size == 0:  # nothing is noisy: the network's (unchanged) pixels
+            elif noisy_px.size == 0 or min(h, w) < PATCH:
+                # nothing is noisy (the network's pixels are the unchanged ones), or the plane
+                # is smaller than one patch (nothing to match): the network's estimate
                 pilot, cw, weight = mean, mean, 0.0
                 done += wiener_steps
                 weights.append(weight)
