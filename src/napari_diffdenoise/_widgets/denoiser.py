@@ -357,7 +357,7 @@ class DenoiserWidget(QWidget):
         weights = {}
         if result.wiener_weights is not None:  # wiener="auto": what SURE chose, per plane
             weights = {"wiener_weights": list(result.wiener_weights),
-                       "threshold_weights": list(result.threshold_weights or [])}
+                       "threshold_weights": list(result.threshold_weights)}
         added = [self.viewer.add_image(
             result.image, name=f"{name} denoised{where}", contrast_limits=limits,
             metadata={"source": name, **meta, **weights}, **where_kw)]
@@ -402,7 +402,7 @@ def _weights_text(result: DenoiseResult) -> str:
         return f"{lo:.2f}" if hi - lo < 0.005 else f"{lo:.2f}-{hi:.2f}"
 
     planes = "" if len(w) == 1 else f" over {len(w)} planes"
-    return f"; non-local weights{planes}: Wiener {span(w)}, thresholding {span(b or [0.0])}"
+    return f"; non-local weights{planes}: Wiener {span(w)}, thresholding {span(b)}"
 
 
 class _LevelsView:

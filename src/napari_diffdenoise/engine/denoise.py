@@ -278,6 +278,14 @@ def iter_denoise(
         first = None if acc0 is None else (acc0 / wsum).astype(np.float32)
         return mean, spread, first
 
+    def filter_pass(gen):
+        """One pass of a non-local filter (a ``(bands done, bands)`` generator); its bands
+        count as progress. Returns the filtered plane."""
+        nonlocal done
+        value = yield from _counted(gen, done, total)
+        done += n_bands
+        return value
+
     for i in range(n_planes):
         yn, tau, impulse, rep = _plane_tau_and_input(
             flat[i], None if sig_flat is None else sig_flat[i], rng, sig_max)
@@ -303,9 +311,7 @@ def iter_denoise(
             s_n = tau_out[i] * np.float32(sig_max)
             noisy_px = s_n[s_n > 0]
             if not auto:
-                cw = yield from _counted(iter_collaborative_wiener(yn, mean, s_n, device=dev),
-                                         done, total)
-                done += n_bands
+                cw = yield from filter_pass(iter_collaborative_wiener(yn, mean, s_n, device=dev))
                 pilot, weight = mean, wiener
             elif noisy_px.size == 0 or min(h, w) < PATCH:
                 # nothing is noisy (the network's pixels are the unchanged ones), or the plane
@@ -328,26 +334,21 @@ def iter_denoise(
                 scale = float(np.median(noisy_px))
                 eps = np.float32(max(SURE_EPSILON * scale, 1e-5))
                 eps_ht = np.float32(max(SURE_EPSILON_THRESHOLD * scale, 1e-5))
-                ht = yield from _counted(iter_collaborative_threshold(yn, s_n, device=dev),
-                                         done, total)
-                done += n_bands
-                ht_p = yield from _counted(iter_collaborative_threshold(
-                    yn + eps_ht * probe, s_n, device=dev), done, total)
-                done += n_bands
+                yn_p = yn + eps * probe  # (y_t is yn here: impulse planes skip the step)
+                ht = yield from filter_pass(iter_collaborative_threshold(yn, s_n, device=dev))
+                ht_p = yield from filter_pass(iter_collaborative_threshold(
+                    yn + eps_ht * probe, s_n, device=dev))
                 ht_p = ht + (ht_p - ht) * (eps / eps_ht)  # its change at the probe's step
-                y_p = y_t + torch.from_numpy(eps * probe).view(1, 1, h, w)
-                moved, _, _ = yield from run_plane(y_p, tau_t, 1, 1, False)
+                moved, _, _ = yield from run_plane(torch.from_numpy(yn_p).view(1, 1, h, w),
+                                                   tau_t, 1, 1, False)
                 mean_p = mean + (moved - first)
                 b = float(np.clip(sure_blend_weight(yn, mean, ht, mean_p, ht_p, probe, eps,
                                                     s_n)[0], 0.0, 1.0))
                 pilot = (1.0 - b) * mean + b * ht
                 pilot_p = (1.0 - b) * mean_p + b * ht_p
-                cw = yield from _counted(iter_collaborative_wiener(yn, pilot, s_n, device=dev),
-                                         done, total)
-                done += n_bands
-                cw_p = yield from _counted(iter_collaborative_wiener(
-                    yn + eps * probe, pilot_p, s_n, device=dev), done, total)
-                done += n_bands
+                cw = yield from filter_pass(iter_collaborative_wiener(yn, pilot, s_n, device=dev))
+                cw_p = yield from filter_pass(iter_collaborative_wiener(yn_p, pilot_p, s_n,
+                                                                        device=dev))
                 weight = auto_wiener_weight(*sure_blend_weight(
                     yn, pilot, cw, pilot_p, cw_p, probe, eps, s_n))
                 weights.append(weight)
