@@ -14,6 +14,7 @@ from napari_diffdenoise.engine.collaborative import (
     iter_collaborative_wiener,
     wiener_bands,
 )
+from napari_diffdenoise.engine.denoise import FINE_PATCH
 
 
 def _drive(gen):
@@ -270,17 +271,78 @@ def test_auto_weight_is_the_blend_it_reports(stripes):
     the fixed-weight blend guided by the network alone."""
     clean, noisy = stripes
     res = denoise(noisy, sigma=20, wiener="auto", return_details=True)
-    (a,), (b,) = res.wiener_weights, res.threshold_weights
-    assert 0.5 < a <= 1.0 and 0.5 < b <= 1.0
+    (a,), (b,), (c,) = res.wiener_weights, res.threshold_weights, res.fine_weights
+    assert 0.5 < a <= 1.0 and 0.5 < b <= 1.0 and 0.0 <= c <= 1.0
     plain = denoise(noisy, sigma=20)
     pilot = (1 - b) * plain + b * collaborative_threshold(noisy, 20.0)
-    expect = (1 - a) * pilot + a * collaborative_wiener(noisy, pilot, 20.0)
+    wien = (1 - c) * collaborative_wiener(noisy, pilot, 20.0) \
+        + c * collaborative_wiener(noisy, pilot, 20.0, patch=FINE_PATCH)
+    expect = (1 - a) * pilot + a * wien
     np.testing.assert_allclose(res.image, expect, atol=0.02)
     best_fixed = max(_psnr(denoise(noisy, sigma=20, wiener=w), clean, 255) for w in (0.5, 1.0))
     assert _psnr(res.image, clean, 255) > best_fixed + 0.3  # 34.65 against 34.11 dB
     # the probe is seeded: the same weights every run
     again = denoise(noisy, sigma=20, wiener="auto", return_details=True)
     assert again.wiener_weights == [a] and again.threshold_weights == [b]
+    assert again.fine_weights == [c]
+
+
+def test_fine_patch_trust_falls_with_the_noise():
+    from napari_diffdenoise.engine.denoise import (FINE_FULL_BELOW, FINE_NONE_ABOVE,
+                                                   fine_patch_trust)
+
+    levels = np.linspace(0, 0.3, 31)
+    trust = [fine_patch_trust(v) for v in levels]
+    assert trust[0] == 1.0 and fine_patch_trust(FINE_FULL_BELOW) == 1.0
+    assert fine_patch_trust(FINE_NONE_ABOVE) == 0.0 and trust[-1] == 0.0
+    assert all(a >= b for a, b in zip(trust, trust[1:]))
+    mid = 0.5 * (FINE_FULL_BELOW + FINE_NONE_ABOVE)
+    assert fine_patch_trust(mid) == pytest.approx(0.5)
+
+
+def test_sure_fine_share_picks_the_better_estimate():
+    """With the pilot f the noisy image, the share of g_fine in (1 − c)·g + c·g_fine: 1 when
+    g_fine is the clean image and g a blurred one, 0 the other way round, 0 when the two agree
+    or when neither helps (total weight not positive)."""
+    from scipy.ndimage import uniform_filter
+
+    from napari_diffdenoise.engine.denoise import sure_fine_share
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:64, 0:64]
+    x = 0.5 + 0.3 * np.sin(xx / 3.0) * np.cos(yy / 4.0)
+    y = x + rng.normal(0, 0.1, x.shape)
+    probe = rng.choice([-1.0, 1.0], x.shape)
+    eps = 1e-3
+    yp = y + eps * probe
+    blur = uniform_filter(x, 5)
+    assert sure_fine_share(y, y, blur, x, yp, blur, x, probe, eps, 0.1) == pytest.approx(1.0, abs=0.05)
+    assert sure_fine_share(y, y, x, blur, yp, x, blur, probe, eps, 0.1) == pytest.approx(0.0, abs=0.05)
+    assert sure_fine_share(y, y, x, x, yp, x, x, probe, eps, 0.1) == 0.0  # singular: no choice
+    # both "estimates" the observation itself plus noise of their own: no positive weight
+    g = y + rng.normal(0, 0.2, x.shape)
+    g2 = y + rng.normal(0, 0.2, x.shape)
+    assert sure_fine_share(y, y, g, g2, yp, g + eps * probe, g2 + eps * probe, probe, eps, 0.1) == 0.0
+
+
+def test_auto_adds_fine_patches_on_a_natural_image_at_low_noise(shared_data, monkeypatch):
+    """Set12's cameraman, σ 15: SURE gives the 4 × 4 Wiener estimate a large share and it
+    pays; with the trust at zero (as at high noise) the share is 0 and the result the
+    8 × 8-only pipeline's."""
+    from skimage import io
+
+    from napari_diffdenoise import add_noise
+    from napari_diffdenoise.engine import denoise as dn
+
+    clean = io.imread(shared_data / "set12" / "01.png").astype(np.float32)[64:192, 64:192]
+    noisy = add_noise(clean, "gaussian", sigma=15, seed=0).astype(np.float32)
+    res = denoise(noisy, sigma=15, wiener="auto", return_details=True)
+    (c,) = res.fine_weights
+    monkeypatch.setattr(dn, "FINE_NONE_ABOVE", 1e-9)
+    monkeypatch.setattr(dn, "FINE_FULL_BELOW", 0.0)
+    coarse = denoise(noisy, sigma=15, wiener="auto", return_details=True)
+    assert coarse.fine_weights == [0.0] and c > 0.3
+    assert _psnr(res.image, clean, 255) > _psnr(coarse.image, clean, 255)
 
 
 def test_auto_leaves_out_thresholding_where_it_does_not_help():
@@ -299,6 +361,7 @@ def test_auto_weight_without_noise_leaves_the_image(stripes):
     _, noisy = stripes
     res = denoise(noisy, sigma=0.0, wiener="auto", return_details=True)
     assert res.wiener_weights == [0.0] and res.threshold_weights == [0.0]
+    assert res.fine_weights == [0.0]
     np.testing.assert_array_equal(res.image, noisy)
 
 
@@ -308,6 +371,7 @@ def test_auto_skips_planes_smaller_than_a_patch():
     y = (100 + np.random.default_rng(0).normal(0, 10, (6, 6))).astype(np.float32)
     res = denoise(y, sigma=10, wiener="auto", return_details=True)
     assert res.wiener_weights == [0.0] and res.threshold_weights == [0.0]
+    assert res.fine_weights == [0.0]
     np.testing.assert_array_equal(res.image, denoise(y, sigma=10))
 
 
@@ -316,18 +380,25 @@ def test_auto_weight_falls_back_with_stochastic_sampling(stripes):
     kw = dict(sigma=20, sampler="indi", steps=2, eta=0.5, samples=2, seed=3)
     res = denoise(noisy, wiener="auto", return_details=True, **kw)
     assert res.wiener_weights is None and res.threshold_weights is None
+    assert res.fine_weights is None
     np.testing.assert_array_equal(res.image, denoise(noisy, wiener=0.5, **kw))
 
 
-@pytest.mark.parametrize("wiener, passes, filters", [(0.5, 1, 1), ("auto", 2, 4)])
-def test_progress_counts_the_wiener_bands(stripes, wiener, passes, filters):
+@pytest.mark.parametrize("wiener, passes, filters, sigma", [
+    (0.5, 1, 1, 20), ("auto", 2, 4, 20), ("auto", 2, 4, 60)])
+def test_progress_counts_the_wiener_bands(stripes, wiener, passes, filters, sigma):
     """Every network pass and band of a non-local filter is one step; ``"auto"`` adds the
-    thresholding, and the probe's network pass, thresholding and Wiener step."""
+    thresholding, the probe's network pass, thresholding and Wiener step, and the fine-patch
+    Wiener step and its probe (counted at high noise too, where they are skipped)."""
     _, noisy = stripes
     seen = []
-    denoise(noisy[None].repeat(2, 0), sigma=20, wiener=wiener,
-            progress=lambda d, t: seen.append((d, t)))
+    res = denoise(noisy[None].repeat(2, 0), sigma=sigma, wiener=wiener, return_details=True,
+                  progress=lambda d, t: seen.append((d, t)))
     per_plane = passes + filters * wiener_bands(*noisy.shape)
+    if wiener == "auto":
+        per_plane += 2 * wiener_bands(*noisy.shape, patch=FINE_PATCH)
+        if sigma == 60:  # normalised σ ≈ 0.37: no trust, no fine-patch passes
+            assert res.fine_weights == [0.0, 0.0]
     assert seen[-1] == (2 * per_plane, 2 * per_plane)
     assert [d for d, _ in seen] == list(range(1, 2 * per_plane + 1))
 
@@ -343,7 +414,7 @@ def test_salt_and_pepper_planes_skip_the_wiener_step():
     assert res.report.kind == "salt_and_pepper"
     np.testing.assert_array_equal(res.image, denoise(noisy, wiener=0.0))
     auto = denoise(noisy, wiener="auto", return_details=True)
-    assert auto.wiener_weights == [] and auto.threshold_weights == []
+    assert auto.wiener_weights == [] and auto.threshold_weights == [] and auto.fine_weights == []
     np.testing.assert_array_equal(auto.image, res.image)
 
 

@@ -90,8 +90,10 @@ def test_auto_non_local_weights_are_shown_and_kept(qtbot, viewer, widget):
     meta = viewer.layers["noisy denoised"].metadata
     assert meta["wiener_weights"] == ref.wiener_weights
     assert meta["threshold_weights"] == ref.threshold_weights
+    assert meta["fine_patch_weights"] == ref.fine_weights
     text = widget.status_label.text()
-    assert f"Wiener {ref.wiener_weights[0]:.2f}, thresholding {ref.threshold_weights[0]:.2f}" in text
+    assert (f"Wiener {ref.wiener_weights[0]:.2f}, thresholding {ref.threshold_weights[0]:.2f}, "
+            f"4×4 patches {ref.fine_weights[0]:.2f}") in text
     np.testing.assert_allclose(viewer.layers["noisy denoised"].data, ref.image, atol=1e-4)
 
 
@@ -179,6 +181,7 @@ def test_weights_text_spans_planes_and_says_when_skipped():
 
     img = np.zeros((2, 8, 8), np.float32)
     assert _weights_text(DenoiseResult(img, None, img, None)) == ""
-    two = DenoiseResult(img, None, img, None, [0.25, 0.75], [0.0, 0.6])
-    assert _weights_text(two) == "; non-local weights over 2 planes: Wiener 0.25-0.75, thresholding 0.00-0.60"
-    assert "skipped" in _weights_text(DenoiseResult(img, None, img, None, [], []))
+    two = DenoiseResult(img, None, img, None, [0.25, 0.75], [0.0, 0.6], [0.4, 0.4])
+    assert _weights_text(two) == ("; non-local weights over 2 planes: Wiener 0.25-0.75, "
+                                  "thresholding 0.00-0.60, 4×4 patches 0.40")
+    assert "skipped" in _weights_text(DenoiseResult(img, None, img, None, [], [], []))

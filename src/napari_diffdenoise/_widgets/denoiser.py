@@ -130,8 +130,9 @@ class DenoiserWidget(QWidget):
             "Blend in a non-local (collaborative Wiener) estimate that draws on similar patches "
             "across the image: it helps repeated structure (stripes, lattices); a few seconds "
             "more per 512² plane on a laptop CPU. 'auto' also blends a hard-thresholding "
-            "estimate into the Wiener filter's guide and picks both weights per plane by SURE "
-            "(one more network pass, and four filter passes where a fixed weight runs one); "
+            "estimate into the Wiener filter's guide, adds a finer-patch Wiener estimate at "
+            "low noise, and picks the weights per plane by SURE (one more network pass, and "
+            "up to six filter passes where a fixed weight runs one); "
             "'model default' = the preset's (quality: auto, others: off)")
         self.device_combo = QComboBox()
         for dev in ["auto", *available_devices()]:
@@ -357,7 +358,8 @@ class DenoiserWidget(QWidget):
         weights = {}
         if result.wiener_weights is not None:  # wiener="auto": what SURE chose, per plane
             weights = {"wiener_weights": list(result.wiener_weights),
-                       "threshold_weights": list(result.threshold_weights)}
+                       "threshold_weights": list(result.threshold_weights),
+                       "fine_patch_weights": list(result.fine_weights)}
         added = [self.viewer.add_image(
             result.image, name=f"{name} denoised{where}", contrast_limits=limits,
             metadata={"source": name, **meta, **weights}, **where_kw)]
@@ -391,7 +393,7 @@ class DenoiserWidget(QWidget):
 
 def _weights_text(result: DenoiseResult) -> str:
     """The non-local weights ``wiener="auto"`` chose, for the status line ("" otherwise)."""
-    w, b = result.wiener_weights, result.threshold_weights
+    w, b, c = result.wiener_weights, result.threshold_weights, result.fine_weights
     if w is None:
         return ""
     if not w:
@@ -402,7 +404,8 @@ def _weights_text(result: DenoiseResult) -> str:
         return f"{lo:.2f}" if hi - lo < 0.005 else f"{lo:.2f}-{hi:.2f}"
 
     planes = "" if len(w) == 1 else f" over {len(w)} planes"
-    return f"; non-local weights{planes}: Wiener {span(w)}, thresholding {span(b)}"
+    return (f"; non-local weights{planes}: Wiener {span(w)}, thresholding {span(b)}, "
+            f"4×4 patches {span(c)}")
 
 
 class _LevelsView:

@@ -333,8 +333,8 @@ def iter_denoise(
                 #    detail the network smooths away;
                 # 2. the collaborative Wiener filter guided by that pilot, with 8 × 8 patches
                 #    and, where the noise is low, also with 4 × 4 ones, which keep finer
-                #    detail, mixed at SURE's share (trusted by noise level: fine_patch_trust),
-                #    blended in by SURE.
+                #    detail, mixed at a share set by the noise level and b
+                #    (fine_patch_share), blended in by SURE.
                 # SURE's divergence terms come from one ±1 probe: the pipeline rerun on a
                 # slightly perturbed observation (one network pass, the pilot moved by that
                 # pass's change, the thresholding at a larger step since it is discontinuous,
@@ -359,15 +359,12 @@ def iter_denoise(
                 cw = yield from filter_pass(iter_collaborative_wiener(yn, pilot, s_n, device=dev))
                 cw_p = yield from filter_pass(iter_collaborative_wiener(yn_p, pilot_p, s_n,
                                                                         device=dev))
-                trust = fine_patch_trust(scale)
-                c = 0.0
-                if trust > 0:
+                c = fine_patch_share(scale, b)
+                if c > 0:
                     fine = yield from filter_pass(iter_collaborative_wiener(
                         yn, pilot, s_n, patch=FINE_PATCH, device=dev), n_fine)
                     fine_p = yield from filter_pass(iter_collaborative_wiener(
                         yn_p, pilot_p, s_n, patch=FINE_PATCH, device=dev), n_fine)
-                    c = trust * sure_fine_share(yn, pilot, cw, fine, pilot_p, cw_p, fine_p,
-                                                probe, eps, s_n)
                     cw = (1.0 - c) * cw + c * fine
                     cw_p = (1.0 - c) * cw_p + c * fine_p
                 else:  # high noise: the 8 × 8 estimate alone
@@ -399,13 +396,13 @@ SURE_EPSILON = 0.02
 #: threshold: at 0.02 σ the probe sees too few jumps and SURE overrates it (Set12 σ 15: weight
 #: 0.34 against the best 0.26 on average); at 0.1 σ 0.24, each image within 0.1 of its best
 SURE_EPSILON_THRESHOLD = 0.1
-#: ``"auto"``'s second Wiener estimate: its patch size (the first uses ``PATCH``, 8), and the
-#: noise levels (normalised units; Set12's σ 15 / 25 / 50 read 0.063-0.083 / 0.10-0.13 /
-#: 0.19-0.24) where SURE's share of it is trusted fully and not at all
-#: (:func:`fine_patch_trust`). On Set12 the share alone cost 0.03 dB at σ 50, a fixed share
-#: of one half cost 0.7 dB on a synthetic checkerboard; the product gains at σ 15 and 25 and
-#: leaves both alone (docs/denoising.md)
+#: ``"auto"``'s second Wiener estimate: its patch size (the first uses ``PATCH``, 8), its
+#: largest share, and the noise levels (normalised units; Set12's σ 15 / 25 / 50 read
+#: 0.063-0.083 / 0.10-0.13 / 0.19-0.24) where that share is given fully and not at all
+#: (:func:`fine_patch_share`). Set on Set12 (docs/denoising.md); SURE's own reading of the
+#: share was too noisy to use (0 or 0.94 on one image for a 0.4 % change of σ)
 FINE_PATCH = 4
+FINE_SHARE = 0.5
 FINE_FULL_BELOW = 0.06
 FINE_NONE_ABOVE = 0.2
 #: the probe's ±1 pattern is drawn from this seed (results do not depend on a user seed)
@@ -469,46 +466,17 @@ def sure_blend_weight(y, f, g, f_p, g_p, probe, eps, sigma, *,
     return a, float((k - 1) / k * np.sum((loo - loo.mean()) ** 2))
 
 
-def sure_fine_share(y, f, g, g_fine, f_p, g_p, g_fine_p, probe, eps, sigma) -> float:
-    """SURE's share ``c`` of ``g_fine`` in ``(1 − c)·g + c·g_fine``, the Wiener estimate
-    blended into the pilot ``f``: SURE of ``f + a·(g − f) + a_fine·(g_fine − f)`` minimised
-    over both weights (a 2 × 2 least-squares system; divergences from the probe as in
-    :func:`sure_blend_weight`), then ``c = a_fine / (a + a_fine)`` kept in ``[0, 1]``; 0 where
-    the system is singular or the total weight is not positive. (The two estimates differ
-    little, so the weights themselves are too noisy to use; the total is chosen afterwards on
-    the mixed estimate.)"""
-    keep = (np.asarray(sigma) > 0) & np.ones(np.shape(y), bool)
-    f64 = np.asarray(f, np.float64)
-    fp64 = np.asarray(f_p, np.float64)
-    r = np.asarray(y, np.float64) - f64
-    s2 = np.broadcast_to(np.asarray(sigma, np.float64) ** 2, r.shape)
-    pr = np.asarray(probe, np.float64)
-    ds, hs = [], []
-    for est, est_p in ((g, g_p), (g_fine, g_fine_p)):
-        d = np.where(keep, np.asarray(est, np.float64) - f64, 0.0)
-        div = pr * ((np.asarray(est_p, np.float64) - fp64) - d) / eps
-        ds.append(d)
-        hs.append(float(np.where(keep, r * d - s2 * div, 0.0).sum()))
-    gram = np.array([[float((a * b).sum()) for b in ds] for a in ds])
-    det = gram[0, 0] * gram[1, 1] - gram[0, 1] ** 2
-    if not det > 1e-12 * gram[0, 0] * gram[1, 1] or not det > 0:
-        return 0.0
-    a, a_fine = np.linalg.solve(gram, np.array(hs))
-    total = a + a_fine
-    if not (np.isfinite(total) and total > 0):
-        return 0.0
-    return float(np.clip(a_fine / total, 0.0, 1.0))
-
-
-def fine_patch_trust(noise: float) -> float:
-    """How far ``wiener="auto"`` follows :func:`sure_fine_share`, from the plane's median noise
-    std ``noise`` in normalised units (the image's robust range is 1): fully up to
-    ``FINE_FULL_BELOW``, falling linearly to not at all at ``FINE_NONE_ABOVE``. At low noise
-    small patches keep detail and SURE's share is right; at high noise they cost accuracy and
-    SURE, comparing two estimates that differ little, reads their difference wrong (BM3D's
-    profiles grow the patch with σ for the first reason)."""
+def fine_patch_share(noise: float, threshold_weight: float) -> float:
+    """The share of the fine-patch (``FINE_PATCH``) Wiener estimate in ``wiener="auto"``'s
+    Wiener estimate: ``FINE_SHARE·(1 − b)`` up to the median noise std ``FINE_FULL_BELOW``
+    (normalised units: the image's robust range is 1), falling linearly to 0 at
+    ``FINE_NONE_ABOVE``; ``b`` is the plane's hard-thresholding weight. Small patches keep
+    detail where the noise is low and cost accuracy where it is high (BM3D's profiles grow the
+    patch with σ for that reason); where the image repeats itself (high ``b``) the large
+    patches' groups are the better ones."""
     ramp = (FINE_NONE_ABOVE - noise) / (FINE_NONE_ABOVE - FINE_FULL_BELOW)
-    return float(np.clip(ramp, 0.0, 1.0))
+    share = FINE_SHARE * (1.0 - float(np.clip(threshold_weight, 0.0, 1.0)))
+    return share * float(np.clip(ramp, 0.0, 1.0))
 
 
 def auto_wiener_weight(a: float, variance: float) -> float:
