@@ -3,7 +3,7 @@ Wiener filter guided by the network's estimate), ``wiener="auto"`` (guided by th
 estimate blended with the hard-thresholding one; both weights by SURE), and the best fixed
 weight per image (an oracle that reads the clean image), on Set12 and on the gratings of the
 benchmark's texture section. ``SURE's a`` and ``SURE's b`` are auto's Wiener and thresholding
-weights.
+weights, ``c`` the share of its 4 × 4-patch Wiener estimate.
 
     python benchmarks/diag_wiener_weight.py [sigma] [ensemble] [model]
     python benchmarks/diag_wiener_weight.py pairs [ensemble] [model]
@@ -48,8 +48,8 @@ def pairs(argv: list[str]) -> int:
     model = argv[1] if len(argv) > 1 else "default"
     data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
     print(f"real pairs, blind, ×{ensemble} ensemble, model {model}, affine-fitted PSNR")
-    print("| pair | " + " | ".join(f"a={a:g}" for a in WEIGHTS) + " | SURE (auto) | SURE's a | SURE's b |")
-    print("|---" * (len(WEIGHTS) + 4) + "|")
+    print("| pair | " + " | ".join(f"a={a:g}" for a in WEIGHTS) + " | SURE (auto) | SURE's a | SURE's b | c |")
+    print("|---" * (len(WEIGHTS) + 5) + "|")
     for name, noisy_u8, clean_u8 in bd.load_pairs(data):
         clean = clean_u8.astype(np.float64)
         rng = float(clean.max() - clean.min())
@@ -63,7 +63,8 @@ def pairs(argv: list[str]) -> int:
 
         vals = [score((1 - a) * net + a * cw) for a in WEIGHTS] + [score(auto.image)]
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in vals)
-              + f" | {auto.wiener_weights[0]:.2f} | {auto.threshold_weights[0]:.2f} |", flush=True)
+              + f" | {auto.wiener_weights[0]:.2f} | {auto.threshold_weights[0]:.2f}"
+              + f" | {auto.fine_weights[0]:.2f} |", flush=True)
     return 0
 
 
@@ -79,8 +80,8 @@ def main(argv: list[str]) -> int:
     cols = [f"a={a:g}" for a in WEIGHTS] + ["SURE (auto)", "best a per image"]
     rows: dict[str, dict] = {}
     print(f"σ = {sigma:g}, ×{ensemble} ensemble, model {model}")
-    print("| set | image | " + " | ".join(cols) + " | SURE's a | SURE's b | best a |")
-    print("|---" * (len(cols) + 5) + "|")
+    print("| set | image | " + " | ".join(cols) + " | SURE's a | SURE's b | c | best a |")
+    print("|---" * (len(cols) + 6) + "|")
     for group, name, clean, noisy in images(data, sigma):
         kw = dict(sigma=sigma, model=model, ensemble=ensemble, output_dtype=np.float32)
         x = noisy.astype(np.float32)
@@ -98,8 +99,8 @@ def main(argv: list[str]) -> int:
         for c, v in zip(cols, vals):
             rows.setdefault(group, {}).setdefault(c, []).append(v)
         print(f"| {group} | {name} | " + " | ".join(f"{v:.2f}" for v in vals)
-              + f" | {auto.wiener_weights[0]:.2f} | {auto.threshold_weights[0]:.2f} | {best:.2f} |",
-              flush=True)
+              + f" | {auto.wiener_weights[0]:.2f} | {auto.threshold_weights[0]:.2f}"
+              + f" | {auto.fine_weights[0]:.2f} | {best:.2f} |", flush=True)
     print()
     print("| set | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")

@@ -206,9 +206,8 @@ def iter_denoise(
     wiener_on = auto or wiener > 0
     n_bands = wiener_bands(h, w) if wiener_on else 0
     # progress steps of the non-local step per plane: its bands, and for "auto" the
-    # hard-thresholding pass and the SURE probes (one more network pass, thresholding and
-    # Wiener step); counted whether a plane runs it or skips it
-    # (and the fine-patch Wiener step, twice)
+    # hard-thresholding pass, the 4 × 4 Wiener pass and the SURE probes (one more network
+    # pass, thresholding and both Wiener steps); counted whether a plane runs it or skips it
     n_fine = wiener_bands(h, w, patch=FINE_PATCH) if auto else 0
     probe_steps = len(tiles) * steps + 3 * n_bands + 2 * n_fine if auto else 0
     wiener_steps = n_bands + probe_steps
@@ -331,46 +330,41 @@ def iter_denoise(
                 # 1. collaborative hard thresholding (BM3D's first stage), blended into the
                 #    pilot by SURE: where the image repeats itself (stripes, lattices) it keeps
                 #    detail the network smooths away;
-                # 2. the collaborative Wiener filter guided by that pilot, with 8 × 8 patches
-                #    and, where the noise is low, also with 4 × 4 ones, which keep finer
-                #    detail, mixed at a share set by the noise level and b
-                #    (fine_patch_share), blended in by SURE.
-                # SURE's divergence terms come from one ±1 probe: the pipeline rerun on a
-                # slightly perturbed observation (one network pass, the pilot moved by that
-                # pass's change, the thresholding at a larger step since it is discontinuous,
-                # and the two Wiener steps)
+                # 2. the collaborative Wiener filter guided by that pilot, with 8 × 8 and with
+                #    4 × 4 patches (finer detail where the noise allows), mixed by SURE;
+                # 3. that Wiener estimate blended in by SURE.
+                # SURE's divergence terms come from one ±1 probe, the pipeline rerun on a
+                # perturbed observation: one network pass at ±SURE_EPSILON·σ (the ensemble's
+                # estimate moved by that pass's change, scaled up to the filters' step), the
+                # filters at ±SURE_EPSILON_FILTERS·σ, a larger step since block matching and
+                # thresholds make them jump
                 probe = np.random.default_rng(SURE_PROBE_SEED).choice(
                     np.float32([-1.0, 1.0]), size=(h, w))
                 scale = float(np.median(noisy_px))
                 eps = np.float32(max(SURE_EPSILON * scale, 1e-5))
-                eps_ht = np.float32(max(SURE_EPSILON_THRESHOLD * scale, 1e-5))
-                yn_p = yn + eps * probe  # (y_t is yn here: impulse planes skip the step)
+                eps_f = np.float32(max(SURE_EPSILON_FILTERS * scale, 1e-5))
+                yn_f = yn + eps_f * probe  # (y_t is yn here: impulse planes skip the step)
                 ht = yield from filter_pass(iter_collaborative_threshold(yn, s_n, device=dev))
-                ht_p = yield from filter_pass(iter_collaborative_threshold(
-                    yn + eps_ht * probe, s_n, device=dev))
-                ht_p = ht + (ht_p - ht) * (eps / eps_ht)  # its change at the probe's step
-                moved, _, _ = yield from run_plane(torch.from_numpy(yn_p).view(1, 1, h, w),
-                                                   tau_t, 1, 1, False)
-                mean_p = mean + (moved - first)
-                b = float(np.clip(sure_blend_weight(yn, mean, ht, mean_p, ht_p, probe, eps,
+                ht_f = yield from filter_pass(iter_collaborative_threshold(yn_f, s_n, device=dev))
+                moved, _, _ = yield from run_plane(
+                    torch.from_numpy(yn + eps * probe).view(1, 1, h, w), tau_t, 1, 1, False)
+                mean_f = mean + (moved - first) * (eps_f / eps)
+                b = float(np.clip(sure_blend_weight(yn, mean, ht, mean_f, ht_f, probe, eps_f,
                                                     s_n)[0], 0.0, 1.0))
                 pilot = (1.0 - b) * mean + b * ht
-                pilot_p = (1.0 - b) * mean_p + b * ht_p
-                cw = yield from filter_pass(iter_collaborative_wiener(yn, pilot, s_n, device=dev))
-                cw_p = yield from filter_pass(iter_collaborative_wiener(yn_p, pilot_p, s_n,
-                                                                        device=dev))
-                c = fine_patch_share(scale, b)
-                if c > 0:
-                    fine = yield from filter_pass(iter_collaborative_wiener(
-                        yn, pilot, s_n, patch=FINE_PATCH, device=dev), n_fine)
-                    fine_p = yield from filter_pass(iter_collaborative_wiener(
-                        yn_p, pilot_p, s_n, patch=FINE_PATCH, device=dev), n_fine)
-                    cw = (1.0 - c) * cw + c * fine
-                    cw_p = (1.0 - c) * cw_p + c * fine_p
-                else:  # high noise: the 8 × 8 estimate alone
-                    done += 2 * n_fine
+                pilot_f = (1.0 - b) * mean_f + b * ht_f
+                passes = []
+                for patch, bands in ((PATCH, n_bands), (FINE_PATCH, n_fine)):
+                    for obs, guide in ((yn, pilot), (yn_f, pilot_f)):
+                        passes.append((yield from filter_pass(iter_collaborative_wiener(
+                            obs, guide, s_n, patch=patch, device=dev), bands)))
+                coarse, coarse_f, fine, fine_f = passes
+                c = fine_patch_share(*sure_blend_weight(yn, coarse, fine, coarse_f, fine_f,
+                                                        probe, eps_f, s_n))
+                cw = (1.0 - c) * coarse + c * fine
+                cw_f = (1.0 - c) * coarse_f + c * fine_f
                 weight = auto_wiener_weight(*sure_blend_weight(
-                    yn, pilot, cw, pilot_p, cw_p, probe, eps, s_n))
+                    yn, pilot, cw, pilot_f, cw_f, probe, eps_f, s_n))
                 weights.append(weight)
                 ht_weights.append(b)
                 fine_weights.append(c)
@@ -390,21 +384,17 @@ def iter_denoise(
                          fine_weights if auto else None)
 
 
-#: the Monte-Carlo probe's step, relative to the median noise std (SURE's divergence term)
+#: the Monte-Carlo probe's step for the network, relative to the median noise std (SURE's
+#: divergence term)
 SURE_EPSILON = 0.02
-#: the same for the hard-thresholding estimate, which jumps where a coefficient crosses the
-#: threshold: at 0.02 σ the probe sees too few jumps and SURE overrates it (Set12 σ 15: weight
-#: 0.34 against the best 0.26 on average); at 0.1 σ 0.24, each image within 0.1 of its best
-SURE_EPSILON_THRESHOLD = 0.1
-#: ``"auto"``'s second Wiener estimate: its patch size (the first uses ``PATCH``, 8), its
-#: largest share, and the noise levels (normalised units; Set12's σ 15 / 25 / 50 read
-#: 0.063-0.083 / 0.10-0.13 / 0.19-0.24) where that share is given fully and not at all
-#: (:func:`fine_patch_share`). Set on Set12 (docs/denoising.md); SURE's own reading of the
-#: share was too noisy to use (0 or 0.94 on one image for a 0.4 % change of σ)
+#: the same for the non-local filters (thresholding, Wiener steps), which jump where block
+#: matching picks other patches or a coefficient crosses the threshold: at 0.02 σ the probe
+#: sees too few of the jumps and SURE misreads them (Set12 σ 15: the thresholding's weight
+#: 0.34 where the best averaged 0.26, at 0.1 σ 0.24; the share of the 4 × 4 Wiener estimate
+#: 0 or 0.94 on one image for a 0.4 % change of σ, docs/denoising.md)
+SURE_EPSILON_FILTERS = 0.1
+#: the patch size of ``"auto"``'s second Wiener estimate (the first uses ``PATCH``, 8)
 FINE_PATCH = 4
-FINE_SHARE = 0.5
-FINE_FULL_BELOW = 0.06
-FINE_NONE_ABOVE = 0.2
 #: the probe's ±1 pattern is drawn from this seed (results do not depend on a user seed)
 SURE_PROBE_SEED = 0
 #: the Wiener weight ``"auto"`` falls back to with stochastic sampling (no SURE there), and
@@ -466,17 +456,14 @@ def sure_blend_weight(y, f, g, f_p, g_p, probe, eps, sigma, *,
     return a, float((k - 1) / k * np.sum((loo - loo.mean()) ** 2))
 
 
-def fine_patch_share(noise: float, threshold_weight: float) -> float:
-    """The share of the fine-patch (``FINE_PATCH``) Wiener estimate in ``wiener="auto"``'s
-    Wiener estimate: ``FINE_SHARE·(1 − b)`` up to the median noise std ``FINE_FULL_BELOW``
-    (normalised units: the image's robust range is 1), falling linearly to 0 at
-    ``FINE_NONE_ABOVE``; ``b`` is the plane's hard-thresholding weight. Small patches keep
-    detail where the noise is low and cost accuracy where it is high (BM3D's profiles grow the
-    patch with σ for that reason); where the image repeats itself (high ``b``) the large
-    patches' groups are the better ones."""
-    ramp = (FINE_NONE_ABOVE - noise) / (FINE_NONE_ABOVE - FINE_FULL_BELOW)
-    share = FINE_SHARE * (1.0 - float(np.clip(threshold_weight, 0.0, 1.0)))
-    return share * float(np.clip(ramp, 0.0, 1.0))
+def fine_patch_share(a: float, variance: float) -> float:
+    """``wiener="auto"``'s share of the 4 × 4-patch Wiener estimate from SURE's ``a`` and its
+    variance: shrunk towards 0 (the 8 × 8 estimate alone) by the positive-part James-Stein
+    factor ``max(0, 1 − AUTO_SHRINK·variance / a²)``, then kept in ``[0, 1]``."""
+    if a == 0 or not np.isfinite(variance):
+        return 0.0
+    share = max(0.0, 1.0 - AUTO_SHRINK * variance / (a * a)) * a
+    return 0.0 if share <= 0 else float(min(share, 1.0))
 
 
 def auto_wiener_weight(a: float, variance: float) -> float:
