@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wiener", type=_wiener_arg, default=None,
                    help="weight in [0, 1] of the collaborative Wiener (non-local) estimate blended "
                         "with the network's, or 'auto' (a hard-thresholding estimate blended "
-                        "into the Wiener step's pilot, a 4x4-patch Wiener estimate mixed in at "
-                        "low noise, the weights chosen by SURE); default: "
+                        "into the Wiener step's pilot, a 4x4-patch Wiener estimate mixed with "
+                        "the 8x8 one, the weights chosen by SURE); default: "
                         "the preset's (quality: auto, others: 0)")
     p.set_defaults(func=_cmd_denoise)
     p = sub.add_parser("train", help="train a model from a recipe (JSON TrainingConfig)")

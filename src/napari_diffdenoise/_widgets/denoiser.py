@@ -130,9 +130,9 @@ class DenoiserWidget(QWidget):
             "Blend in a non-local (collaborative Wiener) estimate that draws on similar patches "
             "across the image: it helps repeated structure (stripes, lattices); a few seconds "
             "more per 512² plane on a laptop CPU. 'auto' also blends a hard-thresholding "
-            "estimate into the Wiener filter's guide, adds a finer-patch Wiener estimate at "
-            "low noise, and picks the weights per plane by SURE (one more network pass, and "
-            "up to six filter passes where a fixed weight runs one); "
+            "estimate into the Wiener filter's guide, mixes a 4×4-patch Wiener estimate with "
+            "the 8×8 one, and picks the weights per plane by SURE (one more network pass, and "
+            "six filter passes where a fixed weight runs one); "
             "'model default' = the preset's (quality: auto, others: off)")
         self.device_combo = QComboBox()
         for dev in ["auto", *available_devices()]:

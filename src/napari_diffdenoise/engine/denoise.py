@@ -569,10 +569,12 @@ def denoise(
         that draws on similar patches across the image (repeated structure: stripes,
         lattices), about 2.5 s per 512² plane on 2 CPU cores. ``"auto"``: the Wiener filter's
         pilot is the network's estimate blended with a collaborative hard-thresholding one
-        (BM3D's first stage, strong on periodic structure), and both weights are picked per
-        plane by Stein's unbiased risk estimate (one more network pass, and four filter passes
-        where a fixed weight runs one; the weights are in ``DenoiseResult.wiener_weights`` and
-        ``threshold_weights``; a fixed 0.5 guided by the network with stochastic sampling).
+        (BM3D's first stage, strong on periodic structure), the Wiener estimate mixes 8 × 8
+        and 4 × 4 patches (finer detail), and the weights are picked per plane by Stein's
+        unbiased risk estimate (one more network pass, and six filter passes where a fixed
+        weight runs one; the weights are in ``DenoiseResult.wiener_weights``,
+        ``threshold_weights`` and ``fine_weights``; a fixed 0.5 guided by the network with
+        stochastic sampling).
         Skipped on planes with salt-and-pepper impulses. 0 turns it off; the preset's default
         (``quality``: ``"auto"``, else 0) when omitted.
     device : str

@@ -40,8 +40,8 @@ class Preset:
 #: 1.7-1.8× faster on some CPUs, slower on others (timed once: ``engine.device.fast_bfloat16``);
 #: the 8-fold flip/rotation self-ensemble buys 0.09-0.1 dB for 8× the time; blending in the
 #: non-local step (``engine.collaborative``: collaborative hard thresholding blended into the
-#: pilot of a collaborative Wiener filter with 8 × 8 and, at low noise, 4 × 4 patches, at
-#: SURE's weights) another 0.1-0.2 dB on Set12
+#: pilot of collaborative Wiener filters with 8 × 8 and 4 × 4 patches, at SURE's weights)
+#: another 0.1-0.2 dB on Set12
 #: and several dB on the benchmark's texture section (docs/denoising.md).
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
