@@ -456,26 +456,29 @@ def sure_blend_weight(y, f, g, f_p, g_p, probe, eps, sigma, *,
     return a, float((k - 1) / k * np.sum((loo - loo.mean()) ** 2))
 
 
+def _james_stein(a: float, variance: float, prior: float) -> float:
+    """SURE's ``a`` moved back towards ``prior`` by the positive-part James-Stein factor
+    ``max(0, 1 − AUTO_SHRINK·variance / (a − prior)²)`` (a deviation within √2 standard errors
+    of the prior counts for nothing); ``prior`` itself where ``a`` equals it or the variance is
+    not finite."""
+    dev = a - prior
+    if dev == 0 or not np.isfinite(variance):
+        return prior
+    return prior + max(0.0, 1.0 - AUTO_SHRINK * variance / (dev * dev)) * dev
+
+
 def fine_patch_share(a: float, variance: float) -> float:
     """``wiener="auto"``'s share of the 4 × 4-patch Wiener estimate from SURE's ``a`` and its
-    variance: shrunk towards 0 (the 8 × 8 estimate alone) by the positive-part James-Stein
-    factor ``max(0, 1 − AUTO_SHRINK·variance / a²)``, then kept in ``[0, 1]``."""
-    if a == 0 or not np.isfinite(variance):
-        return 0.0
-    share = max(0.0, 1.0 - AUTO_SHRINK * variance / (a * a)) * a
+    variance: shrunk towards 0 (the 8 × 8 estimate alone, :func:`_james_stein`), then kept in
+    ``[0, 1]``."""
+    share = _james_stein(a, variance, 0.0)
     return 0.0 if share <= 0 else float(min(share, 1.0))
 
 
 def auto_wiener_weight(a: float, variance: float) -> float:
-    """``wiener="auto"``'s weight from SURE's ``a`` and its variance: the deviation from
-    ``AUTO_PRIOR`` shrunk by the positive-part James-Stein factor
-    ``max(0, 1 − AUTO_SHRINK·variance / dev²)`` (a deviation within √2 standard errors of the
-    prior counts for nothing), then kept in ``[AUTO_MIN, 1]``."""
-    dev = a - AUTO_PRIOR
-    if dev == 0 or not np.isfinite(variance):
-        return float(np.clip(AUTO_PRIOR, AUTO_MIN, 1.0))
-    shrink = max(0.0, 1.0 - AUTO_SHRINK * variance / (dev * dev))
-    return float(np.clip(AUTO_PRIOR + shrink * dev, AUTO_MIN, 1.0))
+    """``wiener="auto"``'s weight from SURE's ``a`` and its variance: shrunk towards
+    ``AUTO_PRIOR`` (:func:`_james_stein`), then kept in ``[AUTO_MIN, 1]``."""
+    return float(np.clip(_james_stein(a, variance, AUTO_PRIOR), AUTO_MIN, 1.0))
 
 
 def _counted(gen, done: int, total: int):
