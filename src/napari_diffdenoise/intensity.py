@@ -14,7 +14,6 @@ __all__ = [
     "SIGMA_MAX",
     "IntensityRange",
     "robust_range",
-    "default_sigma_max",
 ]
 
 #: Noise level that diffusion time t = 1 stands for, in normalised units (the image's robust
@@ -84,9 +83,3 @@ def robust_range(image: np.ndarray) -> IntensityRange:
         else:
             low, high = lo_all, lo_all + 1.0
     return IntensityRange(low, high)
-
-
-def default_sigma_max(image: np.ndarray, rng: IntensityRange | None = None) -> float:
-    """``SIGMA_MAX`` in the image's own units: the noise level that t = 1 stands for."""
-    rng = robust_range(image) if rng is None else rng
-    return SIGMA_MAX * rng.scale

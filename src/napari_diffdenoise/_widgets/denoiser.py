@@ -295,7 +295,10 @@ class DenoiserWidget(QWidget):
             if time_map is not None:
                 tm = np.asarray(time_map.data)
                 if tm.ndim > 2:
-                    time_map = _LevelsView(tm[plane], time_map.metadata)
+                    from napari.layers import Labels
+
+                    # that plane of the map, as a layer of its own (not added to the viewer)
+                    time_map = Labels(tm[plane], metadata=dict(time_map.metadata))
         data = np.asarray(data)
         if time_map is not None:
             kwargs["time_map"] = time_map
@@ -406,14 +409,3 @@ def _weights_text(result: DenoiseResult) -> str:
     planes = "" if len(w) == 1 else f" over {len(w)} planes"
     return (f"; non-local weights{planes}: Wiener {span(w)}, thresholding {span(b)}, "
             f"4×4 patches {span(c)}")
-
-
-class _LevelsView:
-    """One plane of a time-map Labels layer, carrying the layer's metadata (duck-types a layer
-    for :func:`napari_diffdenoise.denoise`)."""
-
-    _type_string = "labels"
-
-    def __init__(self, data: np.ndarray, metadata: dict) -> None:
-        self.data = data
-        self.metadata = dict(metadata)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from .._validation import check_choice, check_int, check_number
 from .schedule import pixel_schedule
 
 __all__ = ["SAMPLERS", "check_sampler_args", "sample", "iter_sample"]
@@ -22,12 +23,9 @@ Network = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def check_sampler_args(sampler: str, steps: int, eta: float) -> int:
     """Validate sampler, steps and η (``ValueError``); returns the steps actually taken."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
+    check_choice(sampler, "sampler", SAMPLERS)
+    steps = check_int(steps, "steps", low=1)
+    eta = check_number(eta, "eta", low=0.0, high=1.0)
     if eta > 0 and sampler != "indi":
         raise ValueError("eta > 0 (stochastic sampling) is only defined for the 'indi' sampler")
     return 1 if sampler == "direct" else int(steps)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import torch
 
+from .._validation import check_int
+
 __all__ = ["pixel_schedule"]
 
 
 def pixel_schedule(tau: torch.Tensor, steps: int) -> list[torch.Tensor]:
     """``t_k(p) = τ(p) · (1 − k/K)`` for k = 0..K (K + 1 maps, the last one all zero)."""
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    steps = int(steps)
+    steps = check_int(steps, "steps", low=1)
     return [tau * (1.0 - k / steps) for k in range(steps + 1)]

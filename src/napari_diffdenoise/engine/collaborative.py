@@ -31,6 +31,9 @@ from collections.abc import Generator
 
 import numpy as np
 
+from .._progress import run_to_end
+from .._validation import check_int, check_number
+
 __all__ = ["collaborative_wiener", "iter_collaborative_wiener", "collaborative_threshold",
            "iter_collaborative_threshold", "wiener_bands", "PATCH", "STRIDE", "RADIUS", "GROUP",
            "THRESHOLD"]
@@ -134,9 +137,7 @@ def iter_collaborative_threshold(
     device=None,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Generator form of :func:`collaborative_threshold`: yields ``(bands done, bands)``."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(threshold) or threshold < 0:
-        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    threshold = check_number(threshold, "threshold", low=0.0)
     return (yield from _iter_collaborative(noisy, noisy, sigma, patch=patch, stride=stride,
                                            radius=radius, group=group, device=device,
                                            threshold=float(threshold)))
@@ -158,10 +159,10 @@ def _iter_collaborative(noisy, pilot, sigma, *, patch, stride, radius, group, de
     s2 = np.broadcast_to(np.asarray(sigma, dtype=np.float32), y.shape) ** 2
     if not np.isfinite(s2).all() or (np.asarray(sigma) < 0).any():
         raise ValueError("sigma must be finite and >= 0")
-    for name, v, lo in (("patch", patch, 2), ("stride", stride, 1), ("radius", radius, 1),
-                        ("group", group, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    patch = check_int(patch, "patch", low=2)
+    stride = check_int(stride, "stride", low=1)
+    radius = check_int(radius, "radius", low=1)
+    group = check_int(group, "group", low=1)
     h, w = y.shape
     if h < patch or w < patch:  # nothing to match: the pilot is the answer
         yield 1, 1
@@ -264,7 +265,7 @@ def collaborative_wiener(noisy, pilot, sigma, *, patch: int = PATCH, stride: int
     -------
     numpy.ndarray (float32), the filtered image. The inputs are not modified.
     """
-    return _drain(iter_collaborative_wiener(noisy, pilot, sigma, patch=patch, stride=stride,
+    return run_to_end(iter_collaborative_wiener(noisy, pilot, sigma, patch=patch, stride=stride,
                                             radius=radius, group=group, device=device))
 
 
@@ -292,15 +293,6 @@ def collaborative_threshold(noisy, sigma, *, threshold: float = THRESHOLD, patch
     -------
     numpy.ndarray (float32), the filtered image. The input is not modified.
     """
-    return _drain(iter_collaborative_threshold(noisy, sigma, threshold=threshold, patch=patch,
+    return run_to_end(iter_collaborative_threshold(noisy, sigma, threshold=threshold, patch=patch,
                                                stride=stride, radius=radius, group=group,
                                                device=device))
-
-
-def _drain(gen):
-    """Run a progress-yielding generator to its end; returns its value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value

@@ -12,7 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_image, layer_data
+from .._progress import run_to_end
+from .._validation import (
+    as_image,
+    check_choice,
+    check_dtype,
+    check_int,
+    check_not_rgb,
+    check_number,
+    is_layer,
+    layer_data,
+)
 from ..intensity import SIGMA_MAX, IntensityRange, robust_range
 
 __all__ = ["denoise", "iter_denoise", "DenoiseResult", "TILE_SIZE", "TILE_OVERLAP", "TILE_CONTEXT"]
@@ -41,34 +51,25 @@ class DenoiseResult:
     fine_weights: list[float] | None = None
 
 
-def _check_rgb(arr: np.ndarray) -> None:
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
-        raise ValueError(
-            f"image of shape {arr.shape} looks like RGB(A); denoise one channel at a time, "
-            "e.g. denoise(image[..., 0])"
-        )
-
-
-def _time_levels_to_sigma(t_levels, image, rng: IntensityRange) -> np.ndarray:
+def _time_levels_to_sigma(t_levels, image, intensity: IntensityRange) -> np.ndarray:
     """A napari Labels time map (levels 0..L, metadata) → σ map in image units."""
     from ..noise.timemap import DEFAULT_TIME_LEVELS, levels_to_time_map
 
     meta = getattr(t_levels, "metadata", None) or {}
     levels = int(meta.get("time_levels", DEFAULT_TIME_LEVELS))
-    sigma_max = float(meta.get("sigma_max", SIGMA_MAX * rng.scale))
+    sigma_max = float(meta.get("sigma_max", SIGMA_MAX * intensity.scale))
     t = levels_to_time_map(np.asarray(layer_data(t_levels)), levels)
     return t * sigma_max
 
 
-def _sigma_from_inputs(arr, time_map, sigma, rng: IntensityRange) -> np.ndarray | None:
+def _sigma_from_inputs(arr, time_map, sigma, intensity: IntensityRange) -> np.ndarray | None:
     """σ map in image units from ``time_map`` or ``sigma`` (None: estimate it)."""
     if time_map is not None and sigma is not None:
         raise ValueError("pass either time_map or sigma, not both")
     if time_map is not None:
-        is_layer = hasattr(time_map, "_type_string")
         data = np.asarray(layer_data(time_map))
-        if is_layer or data.dtype.kind in "ui":
-            sig = _time_levels_to_sigma(time_map, arr, rng)
+        if is_layer(time_map) or data.dtype.kind in "ui":
+            sig = _time_levels_to_sigma(time_map, arr, intensity)
         else:
             if data.dtype.kind != "f":
                 raise TypeError(f"time_map must hold floats in [0, 1] or integer levels, got {data.dtype}")
@@ -76,7 +77,7 @@ def _sigma_from_inputs(arr, time_map, sigma, rng: IntensityRange) -> np.ndarray 
                 raise ValueError("time_map contains NaN or infinite values")
             if data.size and (data.min() < 0 or data.max() > 1):
                 raise ValueError(f"time_map values must lie in [0, 1], got [{data.min():.3g}, {data.max():.3g}]")
-            sig = data.astype(np.float32) * np.float32(SIGMA_MAX * rng.scale)
+            sig = data.astype(np.float32) * np.float32(SIGMA_MAX * intensity.scale)
         name = "time_map"
     elif sigma is not None:
         sig = np.asarray(sigma, dtype=np.float64) if not np.isscalar(sigma) else np.float64(sigma)
@@ -112,10 +113,10 @@ def _undihedral(x, k: int):
     return torch.rot90(x, -(k % 4), dims=(-2, -1))
 
 
-def _plane_tau_and_input(plane, sigma_plane, rng, sigma_max_model):
+def _plane_tau_and_input(plane, sigma_plane, intensity, sigma_max_model):
     """Normalised observation, τ map and the noise report (blind mode) for one plane."""
     report = None
-    yn = rng.normalise(plane)
+    yn = intensity.normalise(plane)
     impulse = None
     if sigma_plane is None:
         from ..noise.estimate import estimate_noise
@@ -124,7 +125,7 @@ def _plane_tau_and_input(plane, sigma_plane, rng, sigma_max_model):
         sigma_plane = report.start_sigma_map
         if report.kind == "salt_and_pepper" and report.impulse_mask is not None:
             impulse = np.asarray(report.impulse_mask, dtype=bool)
-    tau = np.asarray(sigma_plane, dtype=np.float32) / np.float32(rng.scale * sigma_max_model)
+    tau = np.asarray(sigma_plane, dtype=np.float32) / np.float32(intensity.scale * sigma_max_model)
     return yn, np.clip(tau, 0.0, 1.0), impulse, report
 
 
@@ -158,44 +159,41 @@ def iter_denoise(
     from .tiling import blend_weight, tile_slices
 
     arr = as_image(image)
-    _check_rgb(arr)
+    check_not_rgb(image, arr.shape)
     loaded = load_model(model)
     sampler = loaded.sampler if sampler is None else sampler
     steps = check_sampler_args(sampler, loaded.steps if steps is None else steps, eta)
     ensemble = loaded.ensemble if ensemble is None else ensemble
-    if ensemble not in (1, 2, 4, 8):
-        raise ValueError(f"ensemble must be 1, 2, 4 or 8 (flip/rotation copies), got {ensemble!r}")
+    check_choice(ensemble, "ensemble (flip/rotation copies)", (1, 2, 4, 8))
     wiener, auto = _check_wiener(loaded.wiener if wiener is None else wiener)
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    samples = check_int(samples, "samples", low=1)
     if samples > 1 and eta == 0:
         raise ValueError("samples > 1 needs a stochastic sampler: use sampler='indi' with eta > 0")
-    if tile_size < 64:
-        raise ValueError(f"tile_size must be >= 64, got {tile_size}")
+    tile_size = check_int(tile_size, "tile_size", low=64)
     if output_dtype is not None:
-        output_dtype = np.dtype(output_dtype)
-        if output_dtype.kind not in "uif":
-            raise TypeError(f"output_dtype must be an integer or float dtype, got {output_dtype}")
+        output_dtype = check_dtype(output_dtype, "output_dtype")
     if auto and (eta > 0 or samples > 1):  # SURE needs a deterministic estimate
         auto, wiener = False, AUTO_FALLBACK
-    dev = resolve_device(device)
-    amp = resolve_precision(loaded.precision if precision is None else precision, dev,
+    torch_device = resolve_device(device)
+    amp = resolve_precision(loaded.precision if precision is None else precision, torch_device,
                             preferred=precision is None)
-    rng = robust_range(arr)
-    sigma_map = _sigma_from_inputs(arr, time_map, sigma, rng)
+    intensity = robust_range(arr)
+    sigma_map = _sigma_from_inputs(arr, time_map, sigma, intensity)
 
     net = loaded.net
-    if dev.type != "cpu":
+    if torch_device.type != "cpu":
         import copy
 
-        net = copy.deepcopy(net).to(dev)
+        net = copy.deepcopy(net).to(torch_device)
     mult = net.config.multiple
     sig_max = loaded.sigma_max
-    call = _network_call(net, dev, amp)
-    gen = torch.Generator(device=dev).manual_seed(int(seed)) if seed is not None else None
-    if seed is None and eta > 0:
-        gen = torch.Generator(device=dev)
-        gen.seed()
+    call = _network_call(net, torch_device, amp)
+    noise_generator = None
+    if seed is not None:
+        noise_generator = torch.Generator(device=torch_device).manual_seed(int(seed))
+    elif eta > 0:
+        noise_generator = torch.Generator(device=torch_device)
+        noise_generator.seed()
 
     planes_shape = arr.shape[:-2]
     n_planes = int(np.prod(planes_shape)) if planes_shape else 1
@@ -247,8 +245,8 @@ def iter_denoise(
             pw = (-(tw + 2 * _PAD)) % mult + _PAD
             mode = "reflect" if min(th, tw) > max(ph, pw) else "replicate"
             pad = (_PAD, pw, _PAD, ph)
-            yp = torch.nn.functional.pad(yt, pad, mode=mode).to(dev)
-            tp = torch.nn.functional.pad(tt, pad, mode=mode).to(dev)
+            yp = torch.nn.functional.pad(yt, pad, mode=mode).to(torch_device)
+            tp = torch.nn.functional.pad(tt, pad, mode=mode).to(torch_device)
             tile_sum = torch.zeros((th, tw), dtype=torch.float64)
             tile_sq = torch.zeros((th, tw), dtype=torch.float64)
             tile_first = None
@@ -257,7 +255,8 @@ def iter_denoise(
                 for k in range(members):
                     yk, tk = _dihedral(yp, k), _dihedral(tp, k)
                     for _, _, xk in iter_sample(call, yk, tk, sampler=sampler, steps=steps,
-                                                eta=eta, sigma_max=sig_max, generator=gen):
+                                                eta=eta, sigma_max=sig_max,
+                                                generator=noise_generator):
                         done += 1
                         yield done, total
                     xk = _undihedral(xk, k)[0, 0, _PAD : _PAD + th, _PAD : _PAD + tw]
@@ -283,17 +282,17 @@ def iter_denoise(
         first = None if acc0 is None else (acc0 / wsum).astype(np.float32)
         return mean, spread, first
 
-    def filter_pass(gen, bands: int = n_bands):
+    def filter_pass(filter_steps, bands: int = n_bands):
         """One pass of a non-local filter (a ``(bands done, bands)`` generator); its bands
         count as progress. Returns the filtered plane."""
         nonlocal done
-        value = yield from _counted(gen, done, total)
+        value = yield from _counted(filter_steps, done, total)
         done += bands
         return value
 
     for i in range(n_planes):
         yn, tau, impulse, rep = _plane_tau_and_input(
-            flat[i], None if sig_flat is None else sig_flat[i], rng, sig_max)
+            flat[i], None if sig_flat is None else sig_flat[i], intensity, sig_max)
         report = rep if rep is not None else report
         y_t = torch.from_numpy(np.ascontiguousarray(yn)).view(1, 1, h, w)
         tau_t = torch.from_numpy(np.ascontiguousarray(tau)).view(1, 1, h, w)
@@ -316,7 +315,7 @@ def iter_denoise(
             s_n = tau_out[i] * np.float32(sig_max)
             noisy_px = s_n[s_n > 0]
             if not auto:
-                cw = yield from filter_pass(iter_collaborative_wiener(yn, mean, s_n, device=dev))
+                cw = yield from filter_pass(iter_collaborative_wiener(yn, mean, s_n, device=torch_device))
                 pilot, weight = mean, wiener
             elif noisy_px.size == 0 or min(h, w) < PATCH:
                 # nothing is noisy (the network's pixels are the unchanged ones), or the plane
@@ -344,8 +343,8 @@ def iter_denoise(
                 eps = np.float32(max(SURE_EPSILON * scale, 1e-5))
                 eps_f = np.float32(max(SURE_EPSILON_FILTERS * scale, 1e-5))
                 yn_f = yn + eps_f * probe  # (y_t is yn here: impulse planes skip the step)
-                ht = yield from filter_pass(iter_collaborative_threshold(yn, s_n, device=dev))
-                ht_f = yield from filter_pass(iter_collaborative_threshold(yn_f, s_n, device=dev))
+                ht = yield from filter_pass(iter_collaborative_threshold(yn, s_n, device=torch_device))
+                ht_f = yield from filter_pass(iter_collaborative_threshold(yn_f, s_n, device=torch_device))
                 moved, _, _ = yield from run_plane(
                     torch.from_numpy(yn + eps * probe).view(1, 1, h, w), tau_t, 1, 1, False)
                 mean_f = mean + (moved - first) * (eps_f / eps)
@@ -357,7 +356,7 @@ def iter_denoise(
                 for patch, bands in ((PATCH, n_bands), (FINE_PATCH, n_fine)):
                     for obs, guide in ((yn, pilot), (yn_f, pilot_f)):
                         passes.append((yield from filter_pass(iter_collaborative_wiener(
-                            obs, guide, s_n, patch=patch, device=dev), bands)))
+                            obs, guide, s_n, patch=patch, device=torch_device), bands)))
                 coarse, coarse_f, fine, fine_f = passes
                 c = fine_patch_share(*sure_blend_weight(yn, coarse, fine, coarse_f, fine_f,
                                                         probe, eps_f, s_n))
@@ -372,13 +371,13 @@ def iter_denoise(
         else:
             done += wiener_steps
 
-    result = rng.denormalise(out).reshape(arr.shape)
+    result = intensity.denormalise(out).reshape(arr.shape)
     # τ = 0 means "leave this pixel alone": copy it exactly (no normalisation round-off)
     untouched = tau_out.reshape(arr.shape) <= 0
     if untouched.any():
         result = np.where(untouched, arr.astype(np.float32), result)
     result = _cast(result, arr.dtype if output_dtype is None else output_dtype)
-    std = None if std_out is None else (std_out * np.float32(rng.scale)).reshape(arr.shape)
+    std = None if std_out is None else (std_out * np.float32(intensity.scale)).reshape(arr.shape)
     return DenoiseResult(result, std, tau_out.reshape(arr.shape), report,
                          weights if auto else None, ht_weights if auto else None,
                          fine_weights if auto else None)
@@ -388,10 +387,8 @@ def iter_denoise(
 #: divergence term)
 SURE_EPSILON = 0.02
 #: the same for the non-local filters (thresholding, Wiener steps), which jump where block
-#: matching picks other patches or a coefficient crosses the threshold: at 0.02 σ the probe
-#: sees too few of the jumps and SURE misreads them (Set12 σ 15: the thresholding's weight
-#: 0.34 where the best averaged 0.26, at 0.1 σ 0.24; the share of the 4 × 4 Wiener estimate
-#: 0 or 0.94 on one image for a 0.4 % change of σ, docs/denoising.md)
+#: matching picks other patches or a coefficient crosses the threshold, so they need a larger
+#: step than the network (why 0.1: docs/design/denoiser.md)
 SURE_EPSILON_FILTERS = 0.1
 #: the patch size of ``"auto"``'s second Wiener estimate (the first uses ``PATCH``, 8)
 FINE_PATCH = 4
@@ -400,12 +397,11 @@ SURE_PROBE_SEED = 0
 #: the Wiener weight ``"auto"`` falls back to with stochastic sampling (no SURE there), and
 #: the weight SURE's estimate is shrunk towards where it is uncertain
 AUTO_FALLBACK = AUTO_PRIOR = 0.5
-#: the least weight ``"auto"`` gives: SURE assumes white noise of a known σ, and on real
-#: detector noise (the FMD and W2S pairs) it asked for less of the Wiener estimate than was best
+#: the least weight ``"auto"`` gives (SURE assumes white noise of a known σ, which real
+#: detector noise is not; docs/design/denoiser.md)
 AUTO_MIN = 0.25
-#: how many variances a deviation from the prior must exceed before it counts (see
-#: :func:`auto_wiener_weight`): one probe on a small, smooth image scatters SURE's weight by
-#: ±0.4-0.6, and the jackknife reads that scatter correctly
+#: how many variances a deviation from the prior must exceed before it counts
+#: (:func:`_james_stein`)
 AUTO_SHRINK = 2.0
 
 
@@ -413,10 +409,10 @@ def _check_wiener(wiener) -> tuple[float, bool]:
     """``(weight, auto)`` from a ``wiener`` argument: a weight in [0, 1] or ``"auto"``."""
     if isinstance(wiener, str) and wiener == "auto":
         return 0.0, True
-    if isinstance(wiener, bool) or not isinstance(wiener, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(wiener) <= 1.0:
-        raise ValueError(f"wiener must be a weight in [0, 1] or 'auto', got {wiener!r}")
-    return float(wiener), False
+    try:
+        return check_number(wiener, "wiener", low=0.0, high=1.0), False
+    except ValueError:
+        raise ValueError(f"wiener must be a weight in [0, 1] or 'auto', got {wiener!r}") from None
 
 
 def sure_blend_weight(y, f, g, f_p, g_p, probe, eps, sigma, *,
@@ -461,10 +457,10 @@ def _james_stein(a: float, variance: float, prior: float) -> float:
     ``max(0, 1 − AUTO_SHRINK·variance / (a − prior)²)`` (a deviation within √2 standard errors
     of the prior counts for nothing); ``prior`` itself where ``a`` equals it or the variance is
     not finite."""
-    dev = a - prior
-    if dev == 0 or not np.isfinite(variance):
+    deviation = a - prior
+    if deviation == 0 or not np.isfinite(variance):
         return prior
-    return prior + max(0.0, 1.0 - AUTO_SHRINK * variance / (dev * dev)) * dev
+    return prior + max(0.0, 1.0 - AUTO_SHRINK * variance / (deviation * deviation)) * deviation
 
 
 def fine_patch_share(a: float, variance: float) -> float:
@@ -481,18 +477,18 @@ def auto_wiener_weight(a: float, variance: float) -> float:
     return float(np.clip(_james_stein(a, variance, AUTO_PRIOR), AUTO_MIN, 1.0))
 
 
-def _counted(gen, done: int, total: int):
+def _counted(progress_steps, done: int, total: int):
     """Drive a ``(k, n)``-yielding generator, re-yielding ``(done + k, total)``; returns its
     value."""
     while True:
         try:
-            k, _ = next(gen)
+            k, _ = next(progress_steps)
         except StopIteration as stop:
             return stop.value
         yield done + k, total
 
 
-def _network_call(net, dev, amp):
+def _network_call(net, torch_device, amp):
     """``net`` as the sampler's callable: no autograd, and autocast to ``amp`` (a 16-bit dtype)
     if given. The contexts are entered per call, so nothing leaks to the caller between the
     generator's yields."""
@@ -502,7 +498,7 @@ def _network_call(net, dev, amp):
         with torch.no_grad():
             if amp is None:
                 return net(x, y, t)
-            with torch.autocast(dev.type, dtype=amp):
+            with torch.autocast(torch_device.type, dtype=amp):
                 return net(x, y, t).float()
 
     return call
@@ -606,17 +602,12 @@ def denoise(
     """
     if return_std and samples < 2:
         raise ValueError("return_std needs samples > 1 with sampler='indi' and eta > 0")
-    gen = iter_denoise(image, time_map, sigma=sigma, model=model, steps=steps, sampler=sampler,
-                       eta=eta, samples=samples, ensemble=ensemble, wiener=wiener, device=device,
-                       precision=precision, seed=seed, tile_size=tile_size, output_dtype=output_dtype)
-    while True:
-        try:
-            done, total = next(gen)
-        except StopIteration as stop:
-            result: DenoiseResult = stop.value
-            break
-        if progress is not None:
-            progress(done, total)
+    steps_of_work = iter_denoise(
+        image, time_map, sigma=sigma, model=model, steps=steps, sampler=sampler, eta=eta,
+        samples=samples, ensemble=ensemble, wiener=wiener, device=device, precision=precision,
+        seed=seed, tile_size=tile_size, output_dtype=output_dtype)
+    result: DenoiseResult = run_to_end(
+        steps_of_work, None if progress is None else (lambda step: progress(*step)))
     if return_details:
         return result
     if return_std:

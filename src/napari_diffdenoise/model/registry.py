@@ -35,14 +35,8 @@ class Preset:
     wiener: float | str = 0.0
 
 
-#: Chosen by measurement (docs/bench_denoise.md): ``direct`` (one network call) gives the best
-#: PSNR per compute (more steps lose PSNR with this model); bfloat16 costs about -0.01 dB and is
-#: 1.7-1.8× faster on some CPUs, slower on others (timed once: ``engine.device.fast_bfloat16``);
-#: the 8-fold flip/rotation self-ensemble buys 0.09-0.1 dB for 8× the time; blending in the
-#: non-local step (``engine.collaborative``: collaborative hard thresholding blended into the
-#: pilot of collaborative Wiener filters with 8 × 8 and 4 × 4 patches, at SURE's weights)
-#: another 0.1-0.2 dB on Set12
-#: and several dB on the benchmark's texture section (docs/denoising.md).
+#: The bundled presets, points on the speed/quality trade-off (measured in
+#: docs/bench_denoise.md; why these settings: docs/design/denoiser.md).
 PRESETS: dict[str, Preset] = {
     "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
     "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where that is faster (CUDA "
@@ -63,13 +57,9 @@ def user_models_dir() -> Path:
     env = os.environ.get("NAPARI_DIFFDENOISE_MODELS")
     if env:
         return Path(env)
-    if os.name == "nt":
-        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
-    elif os.uname().sysname == "Darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "napari-diffdenoise" / "models"
+    from platformdirs import user_data_path
+
+    return user_data_path("napari-diffdenoise", appauthor=False, roaming=True) / "models"
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_image
+from .._validation import as_image, check_int, check_not_rgb
 from ..intensity import robust_range
 from .bands import band_energies, bands_for, group_median, group_noise_variance
 from .classify import classify_table, impulse_score
@@ -101,20 +101,13 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
         Verdict, scores, parameters (image units), σ map and the variance-versus-mean curve.
     """
     arr = as_image(image, name="image", min_ndim=2, min_size=1)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        raise ValueError(
-            f"image of shape {arr.shape} looks like RGB(A) (3 or 4 channels last); noise is "
-            "estimated per channel: pick one (e.g. image[..., 0]) or convert to grayscale"
-        )
+    check_not_rgb(image, arr.shape)
     if min(arr.shape[-2:]) < MIN_SIZE:
         raise ValueError(
             f"image is too small to estimate noise: its last two dimensions must be at least "
             f"{MIN_SIZE} pixels, got shape {arr.shape}"
         )
-    if isinstance(max_planes, (bool, np.bool_)) or not isinstance(max_planes, (int, np.integer)):
-        raise TypeError(f"max_planes must be an integer, got {max_planes!r}")
-    if max_planes < 1:
-        raise ValueError(f"max_planes must be >= 1, got {max_planes}")
+    max_planes = check_int(max_planes, "max_planes", low=1, error=TypeError)
     shape = tuple(int(s) for s in arr.shape)
     hw = shape[-2:]
     lead = shape[:-2]

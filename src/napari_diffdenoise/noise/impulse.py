@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["ImpulseResult", "detect_impulses", "fill_impulses"]
+__all__ = ["ImpulseResult", "detect_impulses"]
 
 #: Detection threshold relative to the rough noise std of the non-candidate pixels.
 THRESHOLD_SIGMAS = 4.0
@@ -43,7 +43,6 @@ class ImpulseResult:
     threshold: float
     low: float
     high: float
-    replacement: np.ndarray  # float64 medians of non-candidate neighbours at mask pixels
 
 
 def _rough_sigma(plane: np.ndarray, extreme: np.ndarray) -> float:
@@ -159,7 +158,7 @@ def detect_impulses(plane: np.ndarray, *, valid: np.ndarray | None = None) -> Im
     low, high = float(plane.min()), float(plane.max())
     empty = np.zeros(plane.shape, dtype=bool)
     if not high > low:
-        return ImpulseResult(empty, 0.0, 0.0, 0.0, 0.0, low, high, np.empty(0))
+        return ImpulseResult(empty, 0.0, 0.0, 0.0, 0.0, low, high)
     is_low = plane == low
     is_high = plane == high
     # saturated plateaus and lines: 4-connected components of one extreme value that contain a
@@ -192,7 +191,6 @@ def detect_impulses(plane: np.ndarray, *, valid: np.ndarray | None = None) -> Im
     hit = (salt_vis & is_high[rows, cols]) | (pepper_vis & is_low[rows, cols])
     mask = empty.copy()
     mask[rows[hit], cols[hit]] = True
-    replacement = med[hit].astype(np.float64)
 
     # the image border is left out: frames and cut-off edges are often at an extreme value
     h, w = plane.shape
@@ -203,13 +201,13 @@ def detect_impulses(plane: np.ndarray, *, valid: np.ndarray | None = None) -> Im
         region &= valid
     n_region = int(np.count_nonzero(region))
     if n_region == 0:
-        return ImpulseResult(mask, 0.0, 0.0, 0.0, threshold, low, high, replacement)
+        return ImpulseResult(mask, 0.0, 0.0, 0.0, threshold, low, high)
     n_salt = int(np.count_nonzero(mask & is_high & region))
     n_pepper = int(np.count_nonzero(mask & is_low & region))
     if n_salt + n_pepper <= max(4, 1e-4 * n_region):
         # (almost) nothing: no need for the visibility correction
         return ImpulseResult(mask, (n_salt + n_pepper) / n_region, n_salt / n_region,
-                             n_pepper / n_region, threshold, low, high, replacement)
+                             n_pepper / n_region, threshold, low, high)
 
     # visibility-corrected rates on a sample of the region's pixels
     if n_region <= _DETECTABILITY_SAMPLE:
@@ -237,14 +235,5 @@ def detect_impulses(plane: np.ndarray, *, valid: np.ndarray | None = None) -> Im
         mask &= ~is_low
     elif n_pv >= min_visible:
         pepper = float(pepper_hits.sum() / n_pv)
-    replacement = med[hit & mask[rows, cols]].astype(np.float64)
     fraction = float(min(salt + pepper, 1.0))
-    return ImpulseResult(mask, fraction, float(salt), float(pepper), threshold, low, high,
-                         replacement)
-
-
-def fill_impulses(plane: np.ndarray, result: ImpulseResult) -> np.ndarray:
-    """Copy of ``plane`` with impulses replaced by their non-candidate neighbour median."""
-    out = plane.astype(np.float64, copy=True)
-    out[result.mask] = result.replacement
-    return out
+    return ImpulseResult(mask, fraction, float(salt), float(pepper), threshold, low, high)

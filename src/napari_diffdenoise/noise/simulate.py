@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .._validation import as_image
+from .._validation import as_image, check_number
 
 __all__ = ["NOISE_KINDS", "PROFILES", "add_noise", "sigma_profile"]
 
@@ -45,21 +45,8 @@ def _rng(seed: Any) -> np.random.Generator:
 
 def _scalar(params: dict[str, Any], name: str, *, low: float = 0.0, high: float | None = None,
             strict_low: bool = False) -> float:
-    value = params[name]
-    if isinstance(value, (bool, np.bool_)) or not np.isscalar(value):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if value < low or (strict_low and value == low):
-        op = ">" if strict_low else ">="
-        raise ValueError(f"{name} must be {op} {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
-    return value
+    return check_number(params[name], name, low=low, high=high, strict_low=strict_low,
+                        error=TypeError)
 
 
 def _check_params(kind: str, params: dict[str, Any]) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_int, check_number
+
 __all__ = [
     "DEFAULT_TIME_LEVELS",
     "levels_to_time_map",
@@ -23,14 +25,7 @@ DEFAULT_TIME_LEVELS: int = 255
 
 
 def _check_levels(levels: Any) -> int:
-    if isinstance(levels, (bool, np.bool_)) or not isinstance(levels, (int, np.integer)):
-        raise TypeError(f"levels must be an integer, got {levels!r}")
-    levels = int(levels)
-    if levels < 1:
-        raise ValueError(f"levels must be >= 1, got {levels}")
-    if levels > np.iinfo(np.uint16).max:
-        raise ValueError(f"levels must be <= 65535, got {levels}")
-    return levels
+    return check_int(levels, "levels", low=1, high=int(np.iinfo(np.uint16).max), error=TypeError)
 
 
 def _real_array(value: Any, name: str) -> np.ndarray:
@@ -56,12 +51,7 @@ def time_map_from_sigma(sigma_map: Any, sigma_max: float) -> np.ndarray:
         float32 array of the shape of ``sigma_map``, values in ``[0, 1]``.
     """
     sig = _real_array(sigma_map, "sigma_map")
-    try:
-        smax = float(sigma_max)
-    except (TypeError, ValueError):
-        raise TypeError(f"sigma_max must be a number, got {sigma_max!r}") from None
-    if not np.isfinite(smax) or smax <= 0:
-        raise ValueError(f"sigma_max must be a finite number > 0, got {sigma_max!r}")
+    smax = check_number(sigma_max, "sigma_max", low=0.0, strict_low=True, error=TypeError)
     if sig.dtype.kind == "f" and not np.isfinite(sig).all():
         raise ValueError("sigma_map contains NaN or infinite values")
     if sig.size and sig.min() < 0:
