@@ -31,3 +31,34 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.when == "setup" and report.failed and not hasattr(item, "rep_call"):
         item.rep_call = report
+
+
+def _gpu_kind() -> str | None:
+    """``"cuda"`` or ``"mps"`` when this machine has that accelerator, else ``None``."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``gpu`` (``@pytest.mark.gpu`` for any accelerator,
+    ``@pytest.mark.gpu("cuda")`` for one kind) where the machine has none, with the reason.
+
+    ``pytest -m gpu`` selects them on a GPU machine.
+    """
+    marked = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not marked:
+        return
+    kind = _gpu_kind()
+    for item in marked:
+        kinds = item.get_closest_marker("gpu").args or ("cuda", "mps")
+        if kind not in kinds:
+            wanted = " or ".join(k.upper() for k in kinds)
+            item.add_marker(pytest.mark.skip(reason=f"needs a {wanted} device; none on this machine"))

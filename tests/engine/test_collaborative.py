@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_diffdenoise import denoise
+from napari_diffdenoise._progress import run_to_end
 from napari_diffdenoise.engine import collaborative as cw
 from napari_diffdenoise.engine.collaborative import (
     collaborative_threshold,
@@ -20,11 +21,7 @@ from napari_diffdenoise.engine.denoise import FINE_PATCH
 def _drive(gen):
     """Run a progress generator to its end: (the steps it yielded, its value)."""
     steps = []
-    while True:
-        try:
-            steps.append(next(gen))
-        except StopIteration as stop:
-            return steps, stop.value
+    return steps, run_to_end(gen, steps.append)
 
 
 def _psnr(a, b, peak=1.0):
@@ -402,10 +399,8 @@ def test_bad_wiener_weight(stripes, w):
         denoise(noisy, sigma=20, wiener=w)
 
 
+@pytest.mark.gpu("cuda")
 def test_cuda_matches_cpu(texture):
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device on this machine")
     _, noisy, pilot = texture
     np.testing.assert_allclose(collaborative_wiener(noisy, pilot, 0.1, device="cuda"),
                                collaborative_wiener(noisy, pilot, 0.1), atol=1e-4)

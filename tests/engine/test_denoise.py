@@ -206,9 +206,7 @@ def test_corrupt_model_file(tmp_path, noisy):
         denoise(noisy, sigma=25, model=bad)
 
 
+@pytest.mark.gpu("cuda")
 def test_cuda_path():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device on this machine")
     img = np.random.default_rng(0).normal(100, 20, (128, 128)).astype(np.float32)
     np.testing.assert_allclose(denoise(img, sigma=20, device="cuda"), denoise(img, sigma=20, device="cpu"), atol=0.05)
