@@ -1,4 +1,4 @@
-"""Reverse-process samplers over per-pixel schedules (see docs/method.md).
+"""Reverse-process samplers over per-pixel schedules (docs/method.md).
 
 All samplers start at ``x_0 = y`` with ``t_0 = τ`` and call the network ``S_θ(x_k, y, t_k)`` once
 per step. Pixels with τ = 0 are returned unchanged. ``eta > 0`` (``indi`` only) injects fresh
