@@ -61,12 +61,17 @@ def looks_rgb(shape: tuple[int, ...]) -> bool:
 
 
 def check_not_rgb(obj: Any, shape: tuple[int, ...], *, name: str = "image") -> None:
-    """Refuse RGB(A) images (by :func:`looks_rgb`, or a napari layer's ``rgb`` flag)."""
-    if (is_layer(obj) and getattr(obj, "rgb", False)) or looks_rgb(tuple(shape)):
+    """Refuse RGB(A) images (by :func:`looks_rgb`, or a napari layer's ``rgb`` flag): noise is
+    estimated and removed one channel at a time."""
+    if is_layer(obj) and getattr(obj, "rgb", False):
         raise ValueError(
-            f"{name} of shape {tuple(shape)} looks like RGB(A) (3 or 4 channels last); it is "
-            f"denoised and its noise estimated one channel at a time: pass one channel, e.g. "
-            f"{name}[..., 0], or split the channels first (napari: right-click > Split RGB)"
+            f"{name} is an RGB(A) layer; noise is estimated and removed one channel at a time: "
+            "split its channels first (right-click the layer > Split RGB)"
+        )
+    if looks_rgb(tuple(shape)):
+        raise ValueError(
+            f"{name} of shape {tuple(shape)} looks like RGB(A) (3 or 4 channels last); noise is "
+            f"estimated and removed one channel at a time: pass one, e.g. {name}[..., 0]"
         )
 
 
@@ -183,9 +188,17 @@ def check_bool(value: Any, name: str) -> bool:
 def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     """``value`` if it is one of ``choices``, else a ``ValueError`` listing them."""
     options = tuple(choices)
-    if isinstance(value, str) and value in options:
-        return value
-    if not isinstance(value, str) and any(value is c or value == c for c in options):
+
+    def same(choice: Any) -> bool:
+        # True is not 1 here, and "1" is not 1
+        if isinstance(value, (bool, np.bool_)) or isinstance(choice, (bool, np.bool_)):
+            return isinstance(choice, (bool, np.bool_)) and isinstance(value, (bool, np.bool_)) \
+                and bool(value) == bool(choice)
+        if isinstance(value, str) or isinstance(choice, str):
+            return isinstance(value, str) and isinstance(choice, str) and value == choice
+        return np.isscalar(value) and value == choice
+
+    if any(same(choice) for choice in options):
         return value
     listed = ", ".join(repr(c) for c in options)
     raise ValueError(f"unknown {name} {value!r}; choose one of {listed}")

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._validation import check_int
+
 if TYPE_CHECKING:  # pragma: no cover
     import napari
     import napari.layers
@@ -143,9 +145,7 @@ def time_map_colormap(levels: int) -> DirectLabelColormap:
     from matplotlib import colormaps
     from napari.utils.colormaps import DirectLabelColormap
 
-    levels = int(levels)
-    if levels < 1:
-        raise ValueError(f"levels must be >= 1, got {levels}")
+    levels = check_int(levels, "levels", low=1)
     ramp = colormaps[TIME_MAP_COLORMAP](np.linspace(0.0, 1.0, levels + 1))
     color_dict: dict[int | None, Any] = {
         int(level): tuple(float(c) for c in ramp[level]) for level in range(1, levels + 1)

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._validation import check_not_rgb
 from ._combo import disconnect_all, layer_by_id, refill, select_text, set_error, set_status
 from ._layers import image_plane_index, layer_array, placement
 
@@ -261,9 +262,8 @@ class DenoiserWidget(QWidget):
         layer = self.image_layer
         if layer is None:
             raise ValueError("no image layer: open an image (or File > Open Sample) first")
-        if layer.rgb:
-            raise ValueError(f"{layer.name!r} is RGB(A); split the channels first")
         data = layer_array(layer)
+        check_not_rgb(layer, data.shape, name=repr(layer.name))
         meta: dict[str, Any] = {}
         kwargs: dict[str, Any] = {
             "model": self.model_combo.currentData() or "default",

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._validation import check_not_rgb
 from ._combo import disconnect_all, layer_by_id, refill, select_text, set_error, set_status
 from ._layers import (
     add_sigma_map_layer,
@@ -263,12 +264,8 @@ class NoiseInspectorWidget(QWidget):
         layer = self.image_layer
         if layer is None:
             raise ValueError("no image layer: open an image (or File > Open Sample) first")
-        if layer.rgb:
-            raise ValueError(
-                f"{layer.name!r} is an RGB(A) image; the noise inspector needs one channel "
-                "(right-click the layer > Split RGB)"
-            )
         data = layer_array(layer)
+        check_not_rgb(layer, data.shape, name=repr(layer.name))
         meta: dict[str, Any] = {"scope": SCOPE_STACK if data.ndim == 2 else self.scope}
         if data.ndim > 2 and self.scope == SCOPE_SLICE:
             plane = image_plane_index(self.viewer, layer)
