@@ -114,10 +114,15 @@ def _cmd_train(args) -> int:
     overrides = {k: v for k, v in (("output", args.output), ("steps", args.steps),
                                    ("max_minutes", args.max_minutes),
                                    ("init_from", args.init_from),
+                                   ("resume_from", args.resume_from),
                                    ("train_dir", args.train_dir),
                                    ("device", args.device)) if v is not None}
+    if args.init_from is not None:  # the command line's start replaces the recipe's
+        overrides.setdefault("resume_from", None)
+    elif args.resume_from is not None:
+        overrides["init_from"] = None
     if overrides:
-        cfg = TrainingConfig.from_dict({**cfg.to_dict(), **overrides})
+        cfg = cfg.replace(**overrides)  # (recipe: references still resolve next to the recipe)
 
     def progress(p):
         if p.step % cfg.log_every == 0 or p.val_psnr:
@@ -166,8 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--init-from", default=None,
-                   help="start from these weights (checkpoint, .safetensors model or model name, "
-                        "e.g. default) with a fresh schedule, unless the output holds a checkpoint")
+                   help="start from these weights (model name such as default, .safetensors "
+                        "model or checkpoint, or recipe:<name>) with a fresh schedule, unless "
+                        "the output holds a checkpoint")
+    p.add_argument("--resume-from", default=None,
+                   help="carry on another run's checkpoint (path or recipe:<name>: weights, "
+                        "optimiser, step) under this recipe, unless the output holds one")
     p.add_argument("--train-dir", default=None,
                    help="folder of clean training images (default: the recipe's, else "
                         "../shared/data/train400 of a source checkout)")

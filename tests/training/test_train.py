@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,16 +229,95 @@ def test_fill_missing_interpolates_from_neighbours():
     torch.testing.assert_close(out, torch.full_like(y, 0.25))
 
 
-@pytest.mark.parametrize("kw", [dict(steps=0), dict(patch_size=20), dict(sigma_range=(0.1, 0.9)),
-                                dict(p_gaussian=-1), dict(p_synthetic=1.5),
-                                dict(p_fresh_noise=-0.1), dict(p_correlated=1.5),
-                                dict(p_clip_black=-0.5), dict(clip_black_range=(1.0, 0.0)),
-                                dict(p_black_shift=1.5), dict(black_shift_range=(0.5, 1.2)), dict(photon_floor=-1),
-                                dict(black_shift_range=(0.9, 0.1)),
-                                dict(correlation_max=0.6)])
-def test_bad_config(kw):
-    with pytest.raises(ValueError):
-        TrainingConfig(**kw)
+#: bad values for every field of TrainingConfig (the test below checks that none is missing)
+BAD_VALUES: dict[str, list] = {
+    "name": ["", "a/b", 3],
+    "output": ["", None],
+    "channels": [(32,), (32, 2), (32.5, 64), "32,64"],
+    "blocks_per_level": [0, 1.5],
+    "sigma_max": [0.0, -1.0, float("nan")],
+    "steps": [0, -5, 2.5, "10"],
+    "max_minutes": [0, -1.0, float("inf")],
+    "batch_size": [0, True],
+    "patch_size": [8, 20, 100],
+    "lr": [0.0, -1e-4, float("nan")],
+    "lr_min": [-1e-6, 1.0],  # 1.0: above lr
+    "weight_decay": [-0.1],
+    "warmup_steps": [-1],
+    "ema_decay": [1.0, -0.1],
+    "charbonnier_eps": [0.0],
+    "grad_clip": [-1.0],
+    "train_dir": ["", 3],
+    "holdout": [-1],
+    "synthetic_images": [-1],
+    "synthetic_size": [8, 32],  # 32: below the default patch size
+    "p_synthetic": [1.5, -0.1],
+    "texture_images": [-1],
+    "p_texture": [1.5],
+    "p_gaussian": [-1.0],
+    "p_spatially_variant": [-0.5],
+    "p_poisson": [-0.5],
+    "p_salt_and_pepper": [-0.5],
+    "sigma_range": [(0.1, 0.9), (0.2, 0.1), (-0.1, 0.1), (0.1,)],
+    "photons_range": [(0.0, 10.0), (100.0, 10.0)],
+    "read_noise_max": [-0.1, 0.9],
+    "impulse_range": [(0.5, 0.1), (0.1, 1.5)],
+    "p_correlated": [1.5],
+    "correlation_max": [0.6, -0.1],
+    "p_clip_black": [-0.5],
+    "clip_black_range": [(1.0, 0.0)],
+    "photon_floor": [-1.0, 11.0],
+    "p_black_shift": [1.5],
+    "black_shift_range": [(0.5, 1.2), (0.9, 0.1)],
+    "p_at_observation": [1.5],
+    "p_smooth_time": [-0.1],
+    "p_fresh_noise": [-0.1],
+    "init_from": [""],
+    "resume_from": [""],
+    "precision": ["float16"],
+    "seed": [-1, 1.5],
+    "threads": [0],
+    "device": ["tpu", "cuda:x", ""],
+    "log_every": [0],
+    "val_every": [0],
+    "checkpoint_every": [0],
+}
+
+
+def test_every_field_has_bad_values():
+    assert set(BAD_VALUES) == set(TrainingConfig.model_fields)
+
+
+@pytest.mark.parametrize("field,value", [(f, v) for f, vs in BAD_VALUES.items() for v in vs])
+def test_bad_config(field, value):
+    """A bad value is refused at construction, in from_dict and on assignment, naming the
+    field."""
+    with pytest.raises(ValueError, match=field):
+        TrainingConfig(**{field: value})
+    with pytest.raises(ValueError, match=field):
+        TrainingConfig.from_dict({field: value})
+    cfg = TrainingConfig()
+    with pytest.raises(ValueError, match=field):
+        setattr(cfg, field, value)
+
+
+def test_config_cross_field_checks():
+    with pytest.raises(ValueError, match="p_synthetic"):
+        TrainingConfig(p_synthetic=0.7, p_texture=0.5)
+    with pytest.raises(ValueError, match="noise mixture"):
+        TrainingConfig(p_gaussian=0, p_spatially_variant=0, p_poisson=0, p_salt_and_pepper=0)
+    with pytest.raises(ValueError, match="init_from and resume_from"):
+        TrainingConfig(init_from="default", resume_from="recipe:x")
+    with pytest.raises(ValueError, match="patch_size"):  # 5 levels: a multiple of 16
+        TrainingConfig(channels=(8, 8, 8, 8, 8), patch_size=40)
+
+
+def test_config_round_trip():
+    cfg = TrainingConfig(channels=[8, 16], sigma_range=[0.01, 0.2], init_from="default")
+    assert cfg.channels == (8, 16) and cfg.sigma_range == (0.01, 0.2)
+    data = json.loads(json.dumps(cfg.to_dict()))
+    assert TrainingConfig.from_dict(data) == cfg
+    assert cfg.replace(steps=5).steps == 5 and cfg.steps == 10000
 
 
 def test_patch_sampler_weights():
@@ -379,6 +459,7 @@ def test_tiny_train_then_denoise(tmp_path):
     # (extra blocks start as the identity), then trained on
     cfg4 = TrainingConfig.from_dict({**cfg3.to_dict(), "output": str(tmp_path / "deep"),
                                      "blocks_per_level": 2, "steps": 1, "lr": 1e-12,
+                                     "lr_min": 0.0,
                                      "warmup_steps": 1, "val_every": 1})
     deep = []
     train_model(cfg4, progress=deep.append)
@@ -506,13 +587,111 @@ def test_training_loop_lowers_black_levels(tmp_path):
     assert losses[0] != losses[1]
 
 
-def test_every_recipe_is_a_valid_config():
-    """The recipes in ``recipes/`` (the commands in docs/training.md run them) parse, with
-    known settings and valid values."""
-    from pathlib import Path
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+#: the chain that rebuilt the bundled model, in order (docs/training.md)
+BUNDLED_CHAIN = ["stage1_gaussian", "default", "stage3_warm_restart", "stage4a_warm_restart",
+                 "stage4b_textures"]
 
-    recipes = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.json"))
-    assert len(recipes) >= 5
-    for path in recipes:
+
+def test_every_recipe_is_a_valid_portable_config():
+    """The recipes in ``recipes/`` (the commands in docs/training.md run them) parse with known
+    settings and valid values, carry no machine settings, and every ``init_from`` /
+    ``resume_from`` resolves: a registered model name, an existing path, or a recipe file."""
+    from napari_diffdenoise import list_models
+    from napari_diffdenoise.training.references import recipe_name, referenced_recipe
+
+    paths = sorted(RECIPES.glob("*.json"))
+    assert {p.stem for p in paths} >= set(BUNDLED_CHAIN)
+    for path in paths:
+        raw = json.loads(path.read_text())
+        assert not {"threads", "device", "max_minutes"} & set(raw), path.name
         cfg = TrainingConfig.from_json(path)
         assert cfg.name and cfg.output.startswith("runs/"), path.name
+        for start in (cfg.init_from, cfg.resume_from):
+            if start is None:
+                continue
+            if recipe_name(start):
+                assert referenced_recipe(start, cfg.recipe_dir).is_file(), path.name
+            elif "/" in start or start.endswith(".safetensors"):
+                assert Path(start).exists(), (path.name, start)
+            else:
+                assert start in list_models(), (path.name, start)
+
+
+def test_the_bundled_chain_links_up_and_matches_the_bundled_model():
+    """Each stage starts from the one before; the last one's settings are those the bundled
+    model's sidecar records, but for the schedule and machine fields the recipes changed."""
+    cfgs = [TrainingConfig.from_json(RECIPES / f"{n}.json") for n in BUNDLED_CHAIN]
+    assert cfgs[0].init_from is None and cfgs[0].resume_from is None
+    assert cfgs[1].resume_from == f"recipe:{BUNDLED_CHAIN[0]}"
+    for prev, cfg in zip(BUNDLED_CHAIN[1:], cfgs[2:]):
+        assert cfg.init_from == f"recipe:{prev}"
+    from napari_diffdenoise.model.registry import bundled_dir
+
+    sidecar = json.loads((bundled_dir() / "default.json").read_text())["training"]
+    recorded = sidecar["recipe"]
+    last = cfgs[-1].to_dict()
+    changed = {k for k in recorded if recorded[k] != last[k]}
+    assert changed <= {"init_from", "max_minutes", "steps", "threads"}
+    assert last["steps"] == sidecar["steps"]
+
+
+def test_recipe_references_resolve_to_the_run_checkpoint(tmp_path, monkeypatch):
+    from napari_diffdenoise.training.references import resolve_start
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "base.json").write_text(json.dumps({"output": "runs/base"}))
+    assert resolve_start("default", "recipes") == "default"  # names and paths pass through
+    with pytest.raises(OSError, match=r"train recipes/base.json first"):
+        resolve_start("recipe:base", "recipes")
+    with pytest.raises(OSError, match="not found"):
+        resolve_start("recipe:missing", "recipes")
+    with pytest.raises(ValueError, match="recipe:"):
+        resolve_start("recipe:", "recipes")
+    (tmp_path / "runs" / "base").mkdir(parents=True)
+    (tmp_path / "runs" / "base" / "checkpoint.safetensors").write_bytes(b"")
+    assert resolve_start("recipe:base", "recipes") == str(Path("runs/base/checkpoint.safetensors"))
+
+
+def test_schedule_is_a_function_of_the_steps_alone(tmp_path):
+    """The learning rate depends on the step only; ``max_minutes`` stops a run early without
+    changing it."""
+    from napari_diffdenoise.training.loop import _lr_at
+
+    cfg = TrainingConfig(steps=1000, warmup_steps=100, lr=1e-3, lr_min=1e-5, max_minutes=1)
+    assert _lr_at(0, cfg) == pytest.approx(1e-5) and _lr_at(99, cfg) == pytest.approx(1e-3)
+    assert _lr_at(550, cfg) == pytest.approx(0.5 * (1e-3 + 1e-5), rel=1e-2)
+    assert _lr_at(1000, cfg) == pytest.approx(1e-5)
+    assert _lr_at(550, cfg) == _lr_at(550, cfg.replace(max_minutes=None))
+    run = _short_run(tmp_path, steps=50, max_minutes=1e-9, checkpoint_every=50, val_every=50)
+    seen = []
+    train_model(run, progress=seen.append)
+    assert len(seen) <= 1  # the budget was spent before a second step
+
+
+def test_resume_from_carries_another_run_on(tmp_path):
+    """``resume_from: recipe:<name>`` takes that run's checkpoint with its optimiser and step
+    counter and goes on under the new recipe's steps; the sidecar says where it came from."""
+    first = _short_run(tmp_path, steps=3)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "first.json").write_text(json.dumps(first.to_dict()))
+    (recipes / "second.json").write_text(json.dumps(first.replace(
+        output=str(tmp_path / "second"), steps=5, p_fresh_noise=0.0,
+        resume_from="recipe:first").to_dict()))
+    second = TrainingConfig.from_json(recipes / "second.json")
+    with pytest.raises(OSError, match="first.json first"):
+        train_model(second)
+    train_model(first)
+    seen = []
+    train_model(second, progress=seen.append)
+    assert [p.step for p in seen] == [4, 5]
+    from napari_diffdenoise.training.loop import _lr_at
+
+    assert seen[0].lr == pytest.approx(_lr_at(3, second))  # the new recipe's schedule
+    meta = json.loads((tmp_path / "second" / "short.json").read_text())["training"]
+    assert meta["steps"] == 5 and meta["resumed_from"]["step"] == 3
+    with pytest.raises(ValueError, match="not below"):
+        train_model(first.replace(output=str(tmp_path / "third"), steps=3,
+                                  resume_from=str(tmp_path / "run" / "checkpoint")))

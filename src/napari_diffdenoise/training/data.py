@@ -65,15 +65,15 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
 
     def batch(self, n: int) -> torch.Tensor:
-        p = self.patch
-        out = np.empty((n, 1, p, p), dtype=np.float32)
+        size = self.patch
+        out = np.empty((n, 1, size, size), dtype=np.float32)
         for i in range(n):
             n_im = len(self.images)
             k = self.rng.integers(n_im) if self.p is None else self.rng.choice(n_im, p=self.p)
             im = self.images[k]
-            r = self.rng.integers(im.shape[0] - p + 1)
-            c = self.rng.integers(im.shape[1] - p + 1)
-            crop = im[r : r + p, c : c + p]
+            r = self.rng.integers(im.shape[0] - size + 1)
+            c = self.rng.integers(im.shape[1] - size + 1)
+            crop = im[r : r + size, c : c + size]
             crop = np.rot90(crop, self.rng.integers(4))
             if self.rng.random() < 0.5:
                 crop = crop[:, ::-1]
@@ -88,18 +88,18 @@ class PatchSampler:
 def _smooth_field(b: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
     """Random smooth fields in [0, 1]: bicubic-upsampled coarse noise or linear ramps (on the
     generator's device)."""
-    dev = g.device
-    grid = int(torch.randint(2, 7, (1,), generator=g, device=dev))
-    coarse = torch.rand(b, 1, grid, grid, generator=g, device=dev)
+    device = g.device
+    grid = int(torch.randint(2, 7, (1,), generator=g, device=device))
+    coarse = torch.rand(b, 1, grid, grid, generator=g, device=device)
     field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).clamp(0, 1)
-    yy = torch.linspace(0, 1, h, device=dev).view(1, 1, h, 1)
-    xx = torch.linspace(0, 1, w, device=dev).view(1, 1, 1, w)
-    angle = torch.rand(b, 1, 1, 1, generator=g, device=dev) * 2 * np.pi
+    yy = torch.linspace(0, 1, h, device=device).view(1, 1, h, 1)
+    xx = torch.linspace(0, 1, w, device=device).view(1, 1, 1, w)
+    angle = torch.rand(b, 1, 1, 1, generator=g, device=device) * 2 * np.pi
     ramp = torch.cos(angle) * xx + torch.sin(angle) * yy
     ramp = (ramp - ramp.amin((2, 3), keepdim=True)) / (
         ramp.amax((2, 3), keepdim=True) - ramp.amin((2, 3), keepdim=True)
     ).clamp_min(1e-6)
-    use_ramp = torch.rand(b, 1, 1, 1, generator=g, device=dev) < 0.4
+    use_ramp = torch.rand(b, 1, 1, 1, generator=g, device=device) < 0.4
     return torch.where(use_ramp, ramp, field)
 
 
@@ -196,8 +196,8 @@ def shift_black_level(x0: torch.Tensor, cfg: TrainingConfig, g: torch.Generator)
     if cfg.p_black_shift <= 0:
         return x0
     b = x0.shape[0]
-    dev = x0.device
-    pick = torch.rand(b, 1, 1, 1, generator=g, device=dev) < cfg.p_black_shift
+    device = x0.device
+    pick = torch.rand(b, 1, 1, 1, generator=g, device=device) < cfg.p_black_shift
     u = _uniform(b, *cfg.black_shift_range, g)
     q = torch.quantile(x0.reshape(b, -1), 0.01, dim=1).clamp_min(0.0).view(b, 1, 1, 1)
     return torch.where(pick, (x0 - u * q).clamp_min(0.0), x0)
@@ -213,17 +213,17 @@ def corrupt(
     and so every result, is the same as ever.
     """
     b, _, h, w = x0.shape
-    dev = x0.device
-    if g.device.type != dev.type:  # ("cuda" and "cuda:0" are the same device here)
-        raise ValueError(f"the generator is on {g.device}, the batch on {dev}")
+    device = x0.device
+    if g.device.type != device.type:  # ("cuda" and "cuda:0" are the same device here)
+        raise ValueError(f"the generator is on {g.device}, the batch on {device}")
     probs = torch.tensor(
         [cfg.p_gaussian, cfg.p_spatially_variant, cfg.p_poisson, cfg.p_salt_and_pepper],
-        device=dev,
+        device=device,
     )
     kind = torch.multinomial(probs / probs.sum(), b, replacement=True, generator=g)
     kind = kind.view(b, 1, 1, 1)
     lo, hi = cfg.sigma_range
-    eps = torch.randn(x0.shape, generator=g, device=dev)
+    eps = torch.randn(x0.shape, generator=g, device=device)
 
     # Gaussian, constant σ
     sig_const = _uniform(b, lo, hi, g).expand(b, 1, h, w)
@@ -238,12 +238,12 @@ def corrupt(
     y_pois = torch.poisson(signal * photons, generator=g) / photons + read * eps
     sig_pois = observed_poisson_sigma(y_pois, photons, read, photon_floor=cfg.photon_floor)
     # salt-and-pepper on top of mild Gaussian noise, impulses filled from neighbours
-    sig_sp = _uniform(b, 0.0, 0.05, g) * (torch.rand(b, 1, 1, 1, generator=g, device=dev) < 0.5)
+    sig_sp = _uniform(b, 0.0, 0.05, g) * (torch.rand(b, 1, 1, 1, generator=g, device=device) < 0.5)
     amount = _uniform(b, *cfg.impulse_range, g)
-    hit = torch.rand(x0.shape, generator=g, device=dev) < amount
-    salt = torch.rand(x0.shape, generator=g, device=dev) < 0.5
-    hi_v = torch.maximum(x0.amax((2, 3), keepdim=True), torch.ones(b, 1, 1, 1, device=dev))
-    lo_v = torch.minimum(x0.amin((2, 3), keepdim=True), torch.zeros(b, 1, 1, 1, device=dev))
+    hit = torch.rand(x0.shape, generator=g, device=device) < amount
+    salt = torch.rand(x0.shape, generator=g, device=device) < 0.5
+    hi_v = torch.maximum(x0.amax((2, 3), keepdim=True), torch.ones(b, 1, 1, 1, device=device))
+    lo_v = torch.minimum(x0.amin((2, 3), keepdim=True), torch.zeros(b, 1, 1, 1, device=device))
     y_sp = torch.where(hit, torch.where(salt, hi_v, lo_v), x0 + sig_sp * eps)
     y_sp = fill_missing(y_sp, hit)
     sig_sp_map = torch.where(hit, IMPULSE_TIME * cfg.sigma_max, sig_sp.expand(b, 1, h, w))
@@ -251,7 +251,7 @@ def corrupt(
     sigma = torch.where(kind == 0, sig_const, torch.where(kind == 1, sig_map, sig_pois))
     y = torch.where(kind == 2, y_pois, x0 + sigma * eps)
     if cfg.p_correlated > 0:  # (no random numbers drawn otherwise: older recipes unchanged)
-        corr = torch.rand(b, 1, 1, 1, generator=g, device=dev) < cfg.p_correlated
+        corr = torch.rand(b, 1, 1, 1, generator=g, device=device) < cfg.p_correlated
         taps = _uniform(b, 0.0, cfg.correlation_max, g), _uniform(b, 0.0, cfg.correlation_max, g)
         noise, band, pca = correlate_noise(y - x0, *taps)
         y = torch.where(corr, x0 + noise, y)
@@ -260,7 +260,7 @@ def corrupt(
         reading = torch.where(kind == 0, pca, band)
         sigma = torch.where(corr, sigma * reading.sqrt(), sigma)
     if cfg.p_clip_black > 0:  # (no random numbers drawn otherwise: older recipes unchanged)
-        clip = (torch.rand(b, 1, 1, 1, generator=g, device=dev) < cfg.p_clip_black) & (
+        clip = (torch.rand(b, 1, 1, 1, generator=g, device=device) < cfg.p_clip_black) & (
             (kind == 0) | (kind == 2))
         dark = torch.quantile(x0.reshape(b, -1), 0.02, dim=1).view(b, 1, 1, 1)
         s_dark = torch.where(kind == 2, torch.sqrt(dark.clamp_min(0.0) / photons + read**2),

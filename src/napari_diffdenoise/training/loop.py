@@ -5,7 +5,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,14 +37,13 @@ def default_train_dir() -> Path:
     return Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "train400"
 
 
-def _lr_at(step: int, cfg: TrainingConfig, elapsed_s: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay over the steps or, with ``max_minutes``, over whichever
-    of steps and time runs out first (so a time-boxed run still anneals)."""
+def _lr_at(step: int, cfg: TrainingConfig) -> float:
+    """Learning rate of step ``step`` (0-based): linear warm-up, then cosine decay from ``lr``
+    to ``lr_min`` over the rest of ``cfg.steps``. A function of the step alone, so a run gives
+    the same schedule on any machine (``max_minutes`` only stops it)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    if cfg.max_minutes:
-        frac = max(frac, elapsed_s / (60.0 * cfg.max_minutes))
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
@@ -134,8 +133,14 @@ def _validate(ema, holdout, cfg, device) -> dict[str, float]:
 
 
 def iter_train(cfg: TrainingConfig, *, resume: bool = True,
-               stop_at_step: int | None = None) -> Iterator[TrainProgress]:
+               stop_at_step: int | None = None) -> Generator[TrainProgress, None, Any]:
     """Train (or resume) the model described by ``cfg``; yields progress, returns the EMA model.
+
+    Where the weights start: the run's own checkpoint in ``<output>`` when ``resume`` is true
+    and there is one (the run goes on); else ``cfg.resume_from``, another run's checkpoint
+    carried on under this recipe (weights, EMA, optimiser moments, step and time counters);
+    else ``cfg.init_from``, weights with a fresh optimiser and schedule; else a new network.
+    ``recipe:<name>`` values resolve to that recipe's checkpoint (``training.references``).
 
     ``stop_at_step`` pauses the run at that step (checkpoint and model written) without
     changing its learning-rate schedule, so a later resume continues the same run.
@@ -151,6 +156,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     from ..model.weights import ModelInfo, save_model
     from .checkpoint import init_weights, load_checkpoint, save_checkpoint
     from .data import PatchSampler, corrupt, shift_black_level
+    from .references import recipe_name, resolve_start
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -169,18 +175,32 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
                             **({"fused": True} if device.type == "cuda" else {}))
     ckpt = out_dir / "checkpoint"
     start, elapsed_before = 0, 0.0
-    origin: dict[str, Any] | None = None
+    origin: dict[str, Any] | None = None  # the weights a warm restart started from
+    resumed: dict[str, Any] | None = None  # the run this one carries on
     if resume and ckpt.with_suffix(".safetensors").is_file():
         meta = load_checkpoint(ckpt, model, ema, opt)
         start, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+        origin, resumed = meta.get("init_from"), meta.get("resumed_from")
+    elif cfg.resume_from:
+        other = Path(resolve_start(cfg.resume_from, cfg.recipe_dir)).with_suffix("")
+        if not all(other.with_suffix(x).is_file() for x in (".safetensors", ".json")):
+            raise OSError(f"resume_from: checkpoint {other}.safetensors (+ .json) not found")
+        meta = load_checkpoint(other, model, ema, opt)
+        start, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+        if start >= cfg.steps:
+            raise ValueError(f"resume_from: {other} is at step {start}, not below this "
+                             f"recipe's steps ({cfg.steps})")
         origin = meta.get("init_from")
+        resumed = {"path": str(other.with_suffix(".safetensors")), "step": start}
     elif cfg.init_from:
-        origin = init_weights(cfg.init_from, model, ema)
+        origin = init_weights(resolve_start(cfg.init_from, cfg.recipe_dir), model, ema)
+        if recipe_name(cfg.init_from):
+            origin["recipe"] = cfg.init_from
     images, holdout = _build_images(cfg)
     weights = _image_weights(cfg, len(images))
     sampler = PatchSampler(images, cfg.patch_size, seed=cfg.seed + start, weights=weights)
     # noise is synthesised where the network runs (on a GPU, the CPU only crops patches)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
+    noise_generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
     bf16 = cfg.precision == "bfloat16"
     ema_params, model_params = list(ema.parameters()), list(model.parameters())
     log_path = out_dir / "train_log.jsonl"
@@ -202,6 +222,7 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
                 "data": _describe_data(cfg, len(images)),
                 "recipe": cfg.to_dict(),
                 **({"init_from": origin, "total_steps": (base or 0) + step} if origin else {}),
+                **({"resumed_from": resumed} if resumed else {}),
             },
             description=f"TimeUNet {list(cfg.channels)}"
             + (f" × {cfg.blocks_per_level} blocks per level" if cfg.blocks_per_level > 1 else "")
@@ -213,7 +234,8 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     def checkpoint() -> None:
         save_checkpoint(ckpt, model, ema, opt, {
             "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
-            "config": cfg.to_dict(), **({"init_from": origin} if origin else {})})
+            "config": cfg.to_dict(), **({"init_from": origin} if origin else {}),
+            **({"resumed_from": resumed} if resumed else {})})
 
     from ..diffusion.forward import mixed_path, sample_train_time, straight_path
 
@@ -224,21 +246,22 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
         elapsed = elapsed_before + time.perf_counter() - t0
         if cfg.max_minutes and elapsed > 60 * cfg.max_minutes:
             break
-        lr = _lr_at(step, cfg, elapsed)
+        lr = _lr_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
         x0 = sampler.batch(cfg.batch_size).to(device, non_blocking=True)
-        x0 = shift_black_level(x0, cfg, gen)
-        y, tau_y = corrupt(x0, cfg, gen)
+        x0 = shift_black_level(x0, cfg, noise_generator)
+        y, tau_y = corrupt(x0, cfg, noise_generator)
         t = sample_train_time(tau_y, p_at_observation=cfg.p_at_observation,
-                              p_smooth_field=cfg.p_smooth_time, generator=gen)
+                              p_smooth_field=cfg.p_smooth_time, generator=noise_generator)
         if cfg.p_fresh_noise > 0:
             b = x0.shape[0]
-            rho = torch.rand(b, 1, 1, 1, generator=gen, device=device)
-            fresh = torch.rand(b, 1, 1, 1, generator=gen, device=device) < cfg.p_fresh_noise
+            rho = torch.rand(b, 1, 1, 1, generator=noise_generator, device=device)
+            fresh = (torch.rand(b, 1, 1, 1, generator=noise_generator, device=device)
+                     < cfg.p_fresh_noise)
             rho = torch.where(fresh, rho, torch.ones_like(rho))
             x_t = mixed_path(x0, y, t, tau_y, rho, cfg.sigma_max,
-                             torch.randn(x0.shape, generator=gen, device=device))
+                             torch.randn(x0.shape, generator=noise_generator, device=device))
         else:
             x_t = straight_path(x0, y, t, tau_y)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -297,11 +320,6 @@ def train_model(
         cfg = TrainingConfig.from_dict(config)
     else:
         cfg = config
-    gen = iter_train(cfg, resume=resume, stop_at_step=stop_at_step)
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(p)
+    from .._progress import run_to_end
+
+    return run_to_end(iter_train(cfg, resume=resume, stop_at_step=stop_at_step), progress)
