@@ -515,18 +515,16 @@ def test_bfloat16_training_keeps_float32_weights(tmp_path):
     assert [p.step for p in seen[6:]] == [7, 8]
 
 
+@pytest.mark.gpu("cuda")
 def test_corrupt_refuses_a_generator_on_another_device():
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device on this machine")
     with pytest.raises(ValueError, match="generator"):
         corrupt(torch.rand(2, 1, 32, 32, device="cuda"), _cfg(), torch.Generator().manual_seed(0))
 
 
+@pytest.mark.gpu("cuda")
 def test_training_on_cuda(tmp_path):
     """The GPU path: noise synthesised on the device, fused AdamW, bfloat16 autocast; the noise
     statistics match the CPU's, the run trains and the model denoises on the CPU."""
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device on this machine")
     cfg = _cfg(p_gaussian=1, p_spatially_variant=0, p_poisson=0, p_salt_and_pepper=0)
     x0 = torch.rand(8, 1, 64, 64, device="cuda")
     y, tau = corrupt(x0, cfg, torch.Generator(device="cuda").manual_seed(0))
