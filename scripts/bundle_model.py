@@ -8,6 +8,7 @@ float16 (half the wheel size; they load as float32). The file is written atomica
 is read, never changed. A bundled file becomes a preset once ``model/registry.py``'s
 ``PRESETS`` names it (``default`` already does). See docs/training.md.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Fixtures shared by the whole test suite."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,4 +62,6 @@ def pytest_collection_modifyitems(config, items):
         kinds = item.get_closest_marker("gpu").args or ("cuda", "mps")
         if kind not in kinds:
             wanted = " or ".join(k.upper() for k in kinds)
-            item.add_marker(pytest.mark.skip(reason=f"needs a {wanted} device; none on this machine"))
+            item.add_marker(
+                pytest.mark.skip(reason=f"needs a {wanted} device; none on this machine")
+            )

@@ -1,4 +1,5 @@
 """Every name a core module lists in ``__all__`` exists (``from module import *`` works)."""
+
 from __future__ import annotations
 
 import importlib
@@ -8,8 +9,11 @@ import pytest
 
 import napari_diffdenoise
 
-CORE = [m.name for m in pkgutil.walk_packages(napari_diffdenoise.__path__, "napari_diffdenoise.")
-        if "._widgets" not in m.name]
+CORE = [
+    m.name
+    for m in pkgutil.walk_packages(napari_diffdenoise.__path__, "napari_diffdenoise.")
+    if "._widgets" not in m.name
+]
 
 
 @pytest.mark.parametrize("name", CORE)

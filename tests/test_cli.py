@@ -1,4 +1,5 @@
 """The command line runs the same functions as the API on real files."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def test_models(capsys):
     assert "default" in capsys.readouterr().out.split()
 
 
-def test_models_long_lists_descriptions_and_survives_a_broken_user_model(tmp_path, monkeypatch,
-                                                                        capsys):
+def test_models_long_lists_descriptions_and_survives_a_broken_user_model(
+    tmp_path, monkeypatch, capsys
+):
     import shutil
 
     from napari_diffdenoise.model.registry import bundled_dir
@@ -39,7 +41,9 @@ def test_models_long_lists_descriptions_and_survives_a_broken_user_model(tmp_pat
     assert {"default", "fast", "quality", "mine", "broken"} <= set(rows)
     assert all(len(r) == 3 for r in rows.values())
     assert "self-ensemble" in rows["quality"][1]
-    assert rows["mine"][1].startswith("TimeUNet") and rows["mine"][2] == str(tmp_path / "mine.safetensors")
+    assert rows["mine"][1].startswith("TimeUNet") and rows["mine"][2] == str(
+        tmp_path / "mine.safetensors"
+    )
     assert rows["broken"][1].startswith("unreadable: ") and "not valid JSON" in rows["broken"][1]
 
 
@@ -66,9 +70,13 @@ def test_denoise_tif_and_npy(tmp_path):
     assert png.stat().st_size > 0
     nonlocal_out = tmp_path / "wiener.tif"
     assert main(["denoise", str(path), str(nonlocal_out), "--sigma", "15", "--wiener", "0.5"]) == 0
-    np.testing.assert_array_equal(tifffile.imread(nonlocal_out), denoise(noisy, sigma=15, wiener=0.5))
+    np.testing.assert_array_equal(
+        tifffile.imread(nonlocal_out), denoise(noisy, sigma=15, wiener=0.5)
+    )
     assert main(["denoise", str(path), str(nonlocal_out), "--sigma", "15", "--wiener", "auto"]) == 0
-    np.testing.assert_array_equal(tifffile.imread(nonlocal_out), denoise(noisy, sigma=15, wiener="auto"))
+    np.testing.assert_array_equal(
+        tifffile.imread(nonlocal_out), denoise(noisy, sigma=15, wiener="auto")
+    )
 
 
 def test_errors_exit_2(tmp_path, capsys):
@@ -87,8 +95,9 @@ def _two_training_images(folder):
 
     folder.mkdir()
     for i in range(2):
-        io.imsave(folder / f"{i}.png", data.camera()[i * 64 : i * 64 + 64, :64],
-                  check_contrast=False)
+        io.imsave(
+            folder / f"{i}.png", data.camera()[i * 64 : i * 64 + 64, :64], check_contrast=False
+        )
     return folder
 
 
@@ -98,37 +107,118 @@ def test_train_fine_tunes_from_a_named_model(tmp_path, capsys):
     train_dir = _two_training_images(tmp_path / "train")
     base = load_model("default")
     recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps({
-        "name": "tuned", "channels": list(base.info.architecture.channels),
-        "train_dir": str(train_dir), "holdout": 0, "synthetic_images": 0, "steps": 2,
-        "batch_size": 2, "patch_size": 32, "log_every": 1, "checkpoint_every": 2}))
+    recipe.write_text(
+        json.dumps(
+            {
+                "name": "tuned",
+                "channels": list(base.info.architecture.channels),
+                "train_dir": str(train_dir),
+                "holdout": 0,
+                "synthetic_images": 0,
+                "steps": 2,
+                "batch_size": 2,
+                "patch_size": 32,
+                "log_every": 1,
+                "checkpoint_every": 2,
+            }
+        )
+    )
     out = tmp_path / "run"
-    assert main(["train", "--config", str(recipe), "--output", str(out),
-                 "--init-from", "default"]) == 0
+    assert (
+        main(["train", "--config", str(recipe), "--output", str(out), "--init-from", "default"])
+        == 0
+    )
     training = json.loads((out / "tuned.json").read_text())["training"]
     assert training["init_from"]["path"] == str(base.path)
-    assert training["total_steps"] == base.info.training.get("total_steps", base.info.training["steps"]) + 2
-    assert main(["train", "--config", str(recipe), "--output", str(tmp_path / "r2"),
-                 "--init-from", "no_such_model"]) == 2
+    assert (
+        training["total_steps"]
+        == base.info.training.get("total_steps", base.info.training["steps"]) + 2
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(recipe),
+                "--output",
+                str(tmp_path / "r2"),
+                "--init-from",
+                "no_such_model",
+            ]
+        )
+        == 2
+    )
     assert "available" in capsys.readouterr().err
 
 
 def test_train_takes_the_image_folder_and_device_on_the_command_line(tmp_path, capsys):
     train_dir = _two_training_images(tmp_path / "images")
     recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps({
-        "name": "cli", "channels": [8, 16], "train_dir": str(tmp_path / "elsewhere"),
-        "holdout": 0, "synthetic_images": 0, "steps": 2, "batch_size": 2, "patch_size": 32,
-        "log_every": 1, "checkpoint_every": 2}))
+    recipe.write_text(
+        json.dumps(
+            {
+                "name": "cli",
+                "channels": [8, 16],
+                "train_dir": str(tmp_path / "elsewhere"),
+                "holdout": 0,
+                "synthetic_images": 0,
+                "steps": 2,
+                "batch_size": 2,
+                "patch_size": 32,
+                "log_every": 1,
+                "checkpoint_every": 2,
+            }
+        )
+    )
     out = tmp_path / "run"
     # the recipe's folder does not exist: the command line's wins
-    assert main(["train", "--config", str(recipe), "--output", str(out),
-                 "--train-dir", str(train_dir), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(recipe),
+                "--output",
+                str(out),
+                "--train-dir",
+                str(train_dir),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     recipe_used = json.loads((out / "cli.json").read_text())["training"]["recipe"]
     assert recipe_used["train_dir"] == str(train_dir) and recipe_used["device"] == "cpu"
-    assert main(["train", "--config", str(recipe), "--output", str(tmp_path / "r2"),
-                 "--train-dir", str(tmp_path / "none")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(recipe),
+                "--output",
+                str(tmp_path / "r2"),
+                "--train-dir",
+                str(tmp_path / "none"),
+            ]
+        )
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
-    assert main(["train", "--config", str(recipe), "--output", str(tmp_path / "r3"),
-                 "--train-dir", str(train_dir), "--device", "tpu"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(recipe),
+                "--output",
+                str(tmp_path / "r3"),
+                "--train-dir",
+                str(train_dir),
+                "--device",
+                "tpu",
+            ]
+        )
+        == 2
+    )
     assert "device" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The npe2 manifest: valid, importable, and registers only working contributions."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Sample data: every sample opens through the manifest and carries the advertised noise."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """synthetic_fluorescence: a varied, sparse, dark-backgrounded ground truth."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,7 @@ def test_range_dtype_and_look(kind):
 def test_reproducible_and_varied():
     a = synthetic_fluorescence(seed=7)
     np.testing.assert_array_equal(a, synthetic_fluorescence(seed=7))
-    np.testing.assert_array_equal(
-        a, synthetic_fluorescence(seed=np.random.default_rng(7)))
+    np.testing.assert_array_equal(a, synthetic_fluorescence(seed=np.random.default_rng(7)))
     b = synthetic_fluorescence(seed=8)
     assert not np.allclose(a, b)
     assert a.shape == (256, 256)
@@ -43,8 +43,7 @@ def test_stack_of_planes():
     stack = synthetic_fluorescence((3, 64, 48), kind="blobs", seed=2)
     assert stack.shape == (3, 64, 48) and stack.dtype == np.float32
     assert not np.allclose(stack[0], stack[1])
-    np.testing.assert_array_equal(stack, synthetic_fluorescence((3, 64, 48), kind="blobs",
-                                                                seed=2))
+    np.testing.assert_array_equal(stack, synthetic_fluorescence((3, 64, 48), kind="blobs", seed=2))
 
 
 def test_large_image_is_fine():
@@ -86,8 +85,9 @@ def test_synthetic_texture_is_periodic_varied_and_reproducible():
         assert img.std() > 0.03
 
 
-@pytest.mark.parametrize("shape, error", [((4, 64), ValueError), ("big", TypeError),
-                                          ((8, 8, 8), TypeError)])
+@pytest.mark.parametrize(
+    "shape, error", [((4, 64), ValueError), ("big", TypeError), ((8, 8, 8), TypeError)]
+)
 def test_synthetic_texture_bad_shapes(shape, error):
     from napari_diffdenoise.synthetic import synthetic_texture
 

@@ -64,7 +64,9 @@ def test_layers_are_recognised_by_type_not_by_attributes():
     assert is_layer(image) and not is_labels_layer(image)
     assert is_layer(labels) and is_labels_layer(labels)
     assert layer_data(image) is image.data
-    multiscale = Image([np.ones((32, 32), np.float32), np.ones((16, 16), np.float32)], multiscale=True)
+    multiscale = Image(
+        [np.ones((32, 32), np.float32), np.ones((16, 16), np.float32)], multiscale=True
+    )
     assert layer_data(multiscale).shape == (32, 32)
     with pytest.raises(ValueError, match="RGB"):
         check_not_rgb(Image(np.zeros((16, 16, 3), np.uint8), rgb=True), (16, 16, 3))

@@ -3,6 +3,7 @@
 The public API is importable from here and loaded lazily, so ``import napari_diffdenoise``
 (which napari does at start-up) stays cheap and never imports torch.
 """
+
 from __future__ import annotations
 
 from importlib import import_module

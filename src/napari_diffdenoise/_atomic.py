@@ -3,6 +3,7 @@
 A crash, a cancelled run or a full disk leaves either the old file or the new one, never a
 truncated file, and never touches the user's input.
 """
+
 from __future__ import annotations
 
 import os

@@ -16,9 +16,7 @@ __all__ = ["run_to_end"]
 R = TypeVar("R")
 
 
-def run_to_end(
-    steps: Generator[Any, Any, R], on_step: Callable[[Any], Any] | None = None
-) -> R:
+def run_to_end(steps: Generator[Any, Any, R], on_step: Callable[[Any], Any] | None = None) -> R:
     """Drive ``steps`` to its end and return its return value.
 
     Each yielded item is passed to ``on_step`` (when given) before the next one is requested,

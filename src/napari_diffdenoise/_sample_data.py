@@ -10,6 +10,7 @@ The same images in a script::
     from napari_diffdenoise._sample_data import poisson_sample
     (clean, clean_kw, _), (noisy, noisy_kw, _) = poisson_sample()
 """
+
 from __future__ import annotations
 
 from typing import Any

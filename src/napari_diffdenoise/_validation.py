@@ -192,8 +192,11 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     def same(choice: Any) -> bool:
         # True is not 1 here, and "1" is not 1
         if isinstance(value, (bool, np.bool_)) or isinstance(choice, (bool, np.bool_)):
-            return isinstance(choice, (bool, np.bool_)) and isinstance(value, (bool, np.bool_)) \
+            return (
+                isinstance(choice, (bool, np.bool_))
+                and isinstance(value, (bool, np.bool_))
                 and bool(value) == bool(choice)
+            )
         if isinstance(value, str) or isinstance(choice, str):
             return isinstance(value, str) and isinstance(choice, str) and value == choice
         return np.isscalar(value) and value == choice

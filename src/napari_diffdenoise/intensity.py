@@ -4,6 +4,7 @@ The denoiser works on images mapped to roughly [0, 1] by robust percentiles. Noi
 to users and painted by users are in the image's own units; ``scale`` converts between the two:
 ``sigma_normalised = sigma_image / scale``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -12,6 +12,7 @@ parameter (densities, sizes, brightness, PSF width, background) is drawn per ima
 series of seeds gives varied training data. Pure numpy/scipy, vectorised: a 256² image takes a
 few milliseconds, 2048² well under a second.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -57,8 +58,12 @@ def _splat(canvas: np.ndarray, y: np.ndarray, x: np.ndarray, weight: np.ndarray)
     fy = y - y0
     fx = x - x0
     idx, wts = [], []
-    for dy, dx, wt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
-                       (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+    for dy, dx, wt in (
+        (0, 0, (1 - fy) * (1 - fx)),
+        (0, 1, (1 - fy) * fx),
+        (1, 0, fy * (1 - fx)),
+        (1, 1, fy * fx),
+    ):
         yy, xx = y0 + dy, x0 + dx
         ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
         idx.append(yy[ok] * w + xx[ok])
@@ -108,8 +113,13 @@ def _cells(shape: tuple[int, int], rng: np.random.Generator, density: float) -> 
     return out
 
 
-def _blobs(shape: tuple[int, int], rng: np.random.Generator, density: float, psf: float,
-           where: np.ndarray | None = None) -> np.ndarray:
+def _blobs(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    density: float,
+    psf: float,
+    where: np.ndarray | None = None,
+) -> np.ndarray:
     """Puncta and vesicles: spots of a few sizes with log-normal brightness.
 
     Returns the image *before* the PSF blur: after blurring with ``psf`` a spot of size
@@ -121,8 +131,11 @@ def _blobs(shape: tuple[int, int], rng: np.random.Generator, density: float, psf
     cdf = None
     if where is not None and where.sum() > 0:
         cdf = np.cumsum(where.ravel(), dtype=np.float64)
-    for sigma, share in ((psf, 0.6), (rng.uniform(1.5, 2.5) * max(psf, 1.0), 0.3),
-                         (rng.uniform(3.0, 5.0), 0.1)):
+    for sigma, share in (
+        (psf, 0.6),
+        (rng.uniform(1.5, 2.5) * max(psf, 1.0), 0.3),
+        (rng.uniform(3.0, 5.0), 0.1),
+    ):
         n = rng.binomial(n_total, share)
         if n == 0:
             continue
@@ -142,8 +155,9 @@ def _blobs(shape: tuple[int, int], rng: np.random.Generator, density: float, psf
     return out
 
 
-def _filaments(shape: tuple[int, int], rng: np.random.Generator, density: float,
-               psf: float) -> np.ndarray:
+def _filaments(
+    shape: tuple[int, int], rng: np.random.Generator, density: float, psf: float
+) -> np.ndarray:
     """Smooth random curves with persistence, drawn as lines as thin as the PSF (pre-blur)."""
     h, w = shape
     n = rng.poisson(density * h * w / 4096.0) + 1
@@ -176,8 +190,10 @@ def _plane(shape: tuple[int, int], kind: str, rng: np.random.Generator) -> np.nd
     )
     img = np.zeros(shape, dtype=np.float32)
     if kind == "mixed":
-        parts = {name: rng.random() < prob for name, prob in
-                 (("cells", 0.75), ("blobs", 0.8), ("filaments", 0.6))}
+        parts = {
+            name: rng.random() < prob
+            for name, prob in (("cells", 0.75), ("blobs", 0.8), ("filaments", 0.6))
+        }
         if not any(parts.values()):
             parts[str(rng.choice(["cells", "blobs", "filaments"]))] = True
     else:
@@ -189,7 +205,8 @@ def _plane(shape: tuple[int, int], kind: str, rng: np.random.Generator) -> np.nd
         img += cells
     if parts["filaments"]:
         img += _filaments(shape, rng, rng.uniform(0.3, 1.5), psf) * np.float32(
-            rng.uniform(0.6, 1.0))
+            rng.uniform(0.6, 1.0)
+        )
     if parts["blobs"]:
         where = None
         if cells is not None and rng.random() < 0.7:
@@ -275,7 +292,8 @@ def synthetic_texture(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = rng.uniform(0.3, 0.7) + rng.uniform(0.0, 0.12) * _smooth_field(
-        (h, w), max(h, w) / rng.uniform(1.0, 3.0), rng)
+        (h, w), max(h, w) / rng.uniform(1.0, 3.0), rng
+    )
     for _ in range(int(rng.integers(1, 4))):
         period = float(np.exp(rng.uniform(np.log(2.5), np.log(16.0))))
         angle = rng.uniform(0.0, np.pi)
@@ -286,10 +304,18 @@ def synthetic_texture(
         if rng.random() < 0.25:  # checks / weave: a second grating across the first
             across = angle + np.pi / 2 + rng.uniform(-0.3, 0.3)
             p2 = period * float(np.exp(rng.uniform(-0.4, 0.4)))
-            wave = wave * np.sin(2 * np.pi * (np.cos(across) * xx + np.sin(across) * yy) / p2
-                                 + bend)
-        mask = 1.0 / (1.0 + np.exp(-(3.0 * _smooth_field((h, w), rng.uniform(30.0, 100.0), rng)
-                                    + rng.uniform(-1.5, 1.5))))
+            wave = wave * np.sin(
+                2 * np.pi * (np.cos(across) * xx + np.sin(across) * yy) / p2 + bend
+            )
+        mask = 1.0 / (
+            1.0
+            + np.exp(
+                -(
+                    3.0 * _smooth_field((h, w), rng.uniform(30.0, 100.0), rng)
+                    + rng.uniform(-1.5, 1.5)
+                )
+            )
+        )
         img = img + rng.uniform(0.05, 0.35) * wave * mask
     img = ndimage.gaussian_filter(img.astype(np.float32), rng.uniform(0.0, 0.6))
     return np.clip(img, 0.0, 1.0).astype(np.float32)

@@ -1,4 +1,5 @@
 """Sampler invariants on a real (tiny, randomly initialised) TimeUNet and on analytic networks."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,8 +45,16 @@ def test_tau_zero_pixels_untouched(net, sampler):
     y, tau = _inputs()
     eta = 0.5 if sampler == "indi" else 0.0
     with torch.no_grad():
-        x = sample(net, y, tau, sampler=sampler, steps=3, eta=eta, sigma_max=0.5,
-                   generator=torch.Generator().manual_seed(1))
+        x = sample(
+            net,
+            y,
+            tau,
+            sampler=sampler,
+            steps=3,
+            eta=eta,
+            sigma_max=0.5,
+            generator=torch.Generator().manual_seed(1),
+        )
     assert torch.equal(x[..., :4, :], y[..., :4, :])
     assert not torch.allclose(x[..., 4:, :], y[..., 4:, :])
 
@@ -104,8 +113,16 @@ def test_indi_noise_bookkeeping():
     sigma_max, tau0 = 0.5, 0.8
     tau = torch.full_like(x0, tau0)
     y = x0 + tau0 * sigma_max * torch.randn(x0.shape, generator=g)
-    for k, K, xk in iter_sample(lambda x, yy, t: x0, y, tau, sampler="indi", steps=4,
-                                 eta=1.0, sigma_max=sigma_max, generator=g):
+    for k, K, xk in iter_sample(
+        lambda x, yy, t: x0,
+        y,
+        tau,
+        sampler="indi",
+        steps=4,
+        eta=1.0,
+        sigma_max=sigma_max,
+        generator=g,
+    ):
         expected = tau0 * (1 - k / K) * sigma_max
         assert float(xk.std()) == pytest.approx(expected, rel=0.03, abs=1e-6)
 
@@ -134,13 +151,16 @@ def test_train_time_never_exceeds_observation():
     assert 0.2 < float(at_obs) < 0.8
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(sampler="nope"), "unknown sampler"),
-    (dict(steps=0), "steps"),
-    (dict(steps=2.5), "steps"),
-    (dict(sampler="cold", eta=0.5), "eta"),
-    (dict(sampler="indi", eta=1.5), "eta"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(sampler="nope"), "unknown sampler"),
+        (dict(steps=0), "steps"),
+        (dict(steps=2.5), "steps"),
+        (dict(sampler="cold", eta=0.5), "eta"),
+        (dict(sampler="indi", eta=1.5), "eta"),
+    ],
+)
 def test_bad_sampler_arguments(net, kwargs, match):
     y, tau = _inputs()
     with pytest.raises(ValueError, match=match):

@@ -1,5 +1,6 @@
 """The collaborative Wiener filter and hard thresholding (the non-local step) and their use by
 ``denoise(wiener=…)``."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -125,15 +126,18 @@ def test_few_candidates_on_a_narrow_image():
     assert np.isfinite(out).all() and np.abs(out - 0.5).max() < 0.3
 
 
-@pytest.mark.parametrize("args, kwargs, match", [
-    ((np.zeros((16, 16)), np.zeros((16, 17)), 0.1), {}, "one shape"),
-    ((np.zeros((2, 16, 16)), np.zeros((2, 16, 16)), 0.1), {}, "2D"),
-    ((np.full((16, 16), np.nan), np.zeros((16, 16)), 0.1), {}, "finite"),
-    ((np.zeros((16, 16)), np.zeros((16, 16)), -0.1), {}, ">= 0"),
-    ((np.zeros((16, 16)), np.zeros((16, 16)), np.nan), {}, "finite"),
-    ((np.zeros((16, 16)), np.zeros((16, 16)), 0.1), {"patch": 1}, "patch"),
-    ((np.zeros((16, 16)), np.zeros((16, 16)), 0.1), {"group": 2.5}, "group"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        ((np.zeros((16, 16)), np.zeros((16, 17)), 0.1), {}, "one shape"),
+        ((np.zeros((2, 16, 16)), np.zeros((2, 16, 16)), 0.1), {}, "2D"),
+        ((np.full((16, 16), np.nan), np.zeros((16, 16)), 0.1), {}, "finite"),
+        ((np.zeros((16, 16)), np.zeros((16, 16)), -0.1), {}, ">= 0"),
+        ((np.zeros((16, 16)), np.zeros((16, 16)), np.nan), {}, "finite"),
+        ((np.zeros((16, 16)), np.zeros((16, 16)), 0.1), {"patch": 1}, "patch"),
+        ((np.zeros((16, 16)), np.zeros((16, 16)), 0.1), {"group": 2.5}, "group"),
+    ],
+)
 def test_bad_arguments(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         collaborative_wiener(*args, **kwargs)
@@ -154,8 +158,12 @@ def test_thresholding_averages_the_repeats(texture):
 def test_thresholding_is_scale_equivariant(texture):
     """Matching, threshold and weights all scale with the image and σ together."""
     _, noisy, _ = texture
-    np.testing.assert_allclose(collaborative_threshold(4.0 * noisy, 0.4),
-                               4.0 * collaborative_threshold(noisy, 0.1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        collaborative_threshold(4.0 * noisy, 0.4),
+        4.0 * collaborative_threshold(noisy, 0.1),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_threshold_zero_or_no_noise_keeps_the_observation(texture):
@@ -219,8 +227,11 @@ def test_quality_preset_uses_the_wiener_step(stripes):
 
     assert load_model("quality").wiener == "auto" and load_model("default").wiener == 0.0
     _, noisy = stripes
-    np.testing.assert_allclose(denoise(noisy, sigma=20, model="quality"),
-                               denoise(noisy, sigma=20, ensemble=8, wiener="auto"), atol=1e-4)
+    np.testing.assert_allclose(
+        denoise(noisy, sigma=20, model="quality"),
+        denoise(noisy, sigma=20, ensemble=8, wiener="auto"),
+        atol=1e-4,
+    )
 
 
 def test_sure_weight_prefers_the_better_estimate():
@@ -245,8 +256,9 @@ def test_sure_weight_prefers_the_better_estimate():
     # pixels without noise are left out of every sum
     sig = np.full(x.shape, 0.1)
     sig[:, :32] = 0.0
-    a_half, _ = sure_blend_weight(y[:, 32:], y[:, 32:], x[:, 32:], yp[:, 32:], x[:, 32:],
-                                  probe[:, 32:], eps, 0.1)
+    a_half, _ = sure_blend_weight(
+        y[:, 32:], y[:, 32:], x[:, 32:], yp[:, 32:], x[:, 32:], probe[:, 32:], eps, 0.1
+    )
     assert sure_blend_weight(y, y, x, yp, x, probe, eps, sig)[0] == pytest.approx(a_half)
 
 
@@ -272,8 +284,9 @@ def test_auto_weight_is_the_blend_it_reports(stripes):
     assert 0.5 < a <= 1.0 and 0.5 < b <= 1.0 and 0.0 <= c <= 1.0
     plain = denoise(noisy, sigma=20)
     pilot = (1 - b) * plain + b * collaborative_threshold(noisy, 20.0)
-    wien = (1 - c) * collaborative_wiener(noisy, pilot, 20.0) \
-        + c * collaborative_wiener(noisy, pilot, 20.0, patch=FINE_PATCH)
+    wien = (1 - c) * collaborative_wiener(noisy, pilot, 20.0) + c * collaborative_wiener(
+        noisy, pilot, 20.0, patch=FINE_PATCH
+    )
     expect = (1 - a) * pilot + a * wien
     np.testing.assert_allclose(res.image, expect, atol=0.02)
     best_fixed = max(_psnr(denoise(noisy, sigma=20, wiener=w), clean, 255) for w in (0.5, 1.0))
@@ -309,8 +322,9 @@ def test_auto_adds_fine_patches_on_a_natural_image_at_low_noise(shared_data, mon
     (a,), (b,), (c,) = res.wiener_weights, res.threshold_weights, res.fine_weights
     # the blend it reports
     pilot = (1 - b) * denoise(noisy, sigma=15) + b * collaborative_threshold(noisy, 15.0)
-    wien = (1 - c) * collaborative_wiener(noisy, pilot, 15.0) \
-        + c * collaborative_wiener(noisy, pilot, 15.0, patch=FINE_PATCH)
+    wien = (1 - c) * collaborative_wiener(noisy, pilot, 15.0) + c * collaborative_wiener(
+        noisy, pilot, 15.0, patch=FINE_PATCH
+    )
     # (denoise works in normalised float32 units, where block matching breaks some ties on
     # the flat sky differently: 0.005 grey levels on average, up to 0.1; a share off by 0.1
     # moves the mean to 0.12)
@@ -368,8 +382,9 @@ def test_progress_counts_the_wiener_bands(stripes, wiener, passes, filters):
     and both Wiener steps."""
     _, noisy = stripes
     seen = []
-    denoise(noisy[None].repeat(2, 0), sigma=20, wiener=wiener,
-            progress=lambda d, t: seen.append((d, t)))
+    denoise(
+        noisy[None].repeat(2, 0), sigma=20, wiener=wiener, progress=lambda d, t: seen.append((d, t))
+    )
     per_plane = passes + filters * wiener_bands(*noisy.shape)
     if wiener == "auto":
         per_plane += 2 * wiener_bands(*noisy.shape, patch=FINE_PATCH)
@@ -402,8 +417,11 @@ def test_bad_wiener_weight(stripes, w):
 @pytest.mark.gpu("cuda")
 def test_cuda_matches_cpu(texture):
     _, noisy, pilot = texture
-    np.testing.assert_allclose(collaborative_wiener(noisy, pilot, 0.1, device="cuda"),
-                               collaborative_wiener(noisy, pilot, 0.1), atol=1e-4)
+    np.testing.assert_allclose(
+        collaborative_wiener(noisy, pilot, 0.1, device="cuda"),
+        collaborative_wiener(noisy, pilot, 0.1),
+        atol=1e-4,
+    )
     # (a coefficient at the threshold may fall either side on another device)
     gpu = collaborative_threshold(noisy, 0.1, device="cuda")
     cpu = collaborative_threshold(noisy, 0.1)

@@ -1,4 +1,5 @@
 """The public ``denoise`` on the bundled model: shapes, dtypes, overrides, invariants, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,13 +49,16 @@ def test_blind_denoise_starts_shot_noise_one_photon_up():
     rep = estimate_noise(noisy)
     assert rep.kind == "poisson" and float(rep.sigma_map.min()) < rep.gain
     blind = denoise(noisy, output_dtype=np.float32)
-    np.testing.assert_array_equal(blind, denoise(noisy, sigma=rep.start_sigma_map,
-                                                 output_dtype=np.float32))
+    np.testing.assert_array_equal(
+        blind, denoise(noisy, sigma=rep.start_sigma_map, output_dtype=np.float32)
+    )
     assert np.abs(blind - denoise(noisy, sigma=rep.sigma_map, output_dtype=np.float32)).max() > 0.1
 
 
 def test_integer_input_keeps_dtype_and_is_untouched(clean):
-    img = np.clip(clean + np.random.default_rng(1).normal(0, 15, clean.shape), 0, 255).astype(np.uint8)
+    img = np.clip(clean + np.random.default_rng(1).normal(0, 15, clean.shape), 0, 255).astype(
+        np.uint8
+    )
     before = img.copy()
     out = denoise(img, sigma=15)
     assert out.dtype == np.uint8 and out.shape == img.shape
@@ -112,7 +116,10 @@ def test_bfloat16_is_close_to_float32(clean, noisy):
     """Explicit bfloat16 runs everywhere (natively or emulated) and costs almost nothing; the
     'fast' preset is bfloat16 where the hardware has it, float32 elsewhere."""
     ref = denoise(noisy, sigma=25)
-    for out in (denoise(noisy, sigma=25, precision="bfloat16"), denoise(noisy, sigma=25, model="fast")):
+    for out in (
+        denoise(noisy, sigma=25, precision="bfloat16"),
+        denoise(noisy, sigma=25, model="fast"),
+    ):
         assert out.dtype == np.float32
         assert np.abs(out - ref).mean() < 0.5 and np.abs(out - ref).max() < 8
         assert abs(_psnr(out, clean) - _psnr(ref, clean)) < 0.1
@@ -126,7 +133,9 @@ def test_fast_preset_falls_back_where_bfloat16_is_emulated():
     assert resolve_precision("bfloat16", cpu) is torch.bfloat16  # explicit: honoured
     assert resolve_precision("float32", cpu) is None
     assert resolve_precision("float16", cpu, preferred=True) is None
-    assert resolve_precision("bfloat16", cpu, preferred=True) is (torch.bfloat16 if fast_bfloat16(cpu) else None)
+    assert resolve_precision("bfloat16", cpu, preferred=True) is (
+        torch.bfloat16 if fast_bfloat16(cpu) else None
+    )
     # on a CPU the answer is a one-off timing (the same flags ran faster on one CPU and slower
     # on another), cached per thread count: asking again measures nothing and agrees
     from napari_diffdenoise.engine.device import _cpu_bfloat16_is_faster
@@ -157,22 +166,25 @@ def test_progress_reports_every_evaluation(noisy):
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(sigma=-1), ValueError, ">= 0"),
-    (dict(sigma=np.nan), ValueError, "NaN"),
-    (dict(steps=0), ValueError, "steps"),
-    (dict(sampler="euler"), ValueError, "unknown sampler"),
-    (dict(model="nope"), LookupError, "available"),
-    (dict(device="tpu"), ValueError, "device"),
-    (dict(samples=3), ValueError, "stochastic"),
-    (dict(sigma=5, time_map=np.zeros((96, 128), np.float32)), ValueError, "either"),
-    (dict(time_map=np.full((96, 128), 1.5, np.float32)), ValueError, r"\[0, 1\]"),
-    (dict(time_map=np.zeros((5, 5), np.float32)), ValueError, "does not match"),
-    (dict(sigma=np.ones((3, 3))), ValueError, "does not match"),
-    (dict(model="/no/such/file.safetensors"), OSError, "not found"),
-    (dict(precision="half"), ValueError, "precision must be one of"),
-    (dict(precision="float16", device="cpu"), ValueError, "needs a GPU"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(sigma=-1), ValueError, ">= 0"),
+        (dict(sigma=np.nan), ValueError, "NaN"),
+        (dict(steps=0), ValueError, "steps"),
+        (dict(sampler="euler"), ValueError, "unknown sampler"),
+        (dict(model="nope"), LookupError, "available"),
+        (dict(device="tpu"), ValueError, "device"),
+        (dict(samples=3), ValueError, "stochastic"),
+        (dict(sigma=5, time_map=np.zeros((96, 128), np.float32)), ValueError, "either"),
+        (dict(time_map=np.full((96, 128), 1.5, np.float32)), ValueError, r"\[0, 1\]"),
+        (dict(time_map=np.zeros((5, 5), np.float32)), ValueError, "does not match"),
+        (dict(sigma=np.ones((3, 3))), ValueError, "does not match"),
+        (dict(model="/no/such/file.safetensors"), OSError, "not found"),
+        (dict(precision="half"), ValueError, "precision must be one of"),
+        (dict(precision="float16", device="cpu"), ValueError, "needs a GPU"),
+    ],
+)
 def test_bad_arguments(noisy, kwargs, exc, match):
     before = noisy.copy()
     with pytest.raises(exc, match=match):
@@ -180,14 +192,17 @@ def test_bad_arguments(noisy, kwargs, exc, match):
     np.testing.assert_array_equal(noisy, before)
 
 
-@pytest.mark.parametrize("image, exc", [
-    (np.zeros((0, 0)), ValueError),
-    (np.zeros(10), ValueError),
-    (np.array([[1.0, np.nan], [0, 1]]), ValueError),
-    (np.ones((8, 8), complex), TypeError),
-    (np.ones((8, 8), object), TypeError),
-    (np.zeros((32, 32, 3), np.uint8), ValueError),
-])
+@pytest.mark.parametrize(
+    "image, exc",
+    [
+        (np.zeros((0, 0)), ValueError),
+        (np.zeros(10), ValueError),
+        (np.array([[1.0, np.nan], [0, 1]]), ValueError),
+        (np.ones((8, 8), complex), TypeError),
+        (np.ones((8, 8), object), TypeError),
+        (np.zeros((32, 32, 3), np.uint8), ValueError),
+    ],
+)
 def test_bad_images(image, exc):
     with pytest.raises(exc):
         denoise(image, sigma=5)
@@ -209,4 +224,6 @@ def test_corrupt_model_file(tmp_path, noisy):
 @pytest.mark.gpu("cuda")
 def test_cuda_path():
     img = np.random.default_rng(0).normal(100, 20, (128, 128)).astype(np.float32)
-    np.testing.assert_allclose(denoise(img, sigma=20, device="cuda"), denoise(img, sigma=20, device="cpu"), atol=0.05)
+    np.testing.assert_allclose(
+        denoise(img, sigma=20, device="cuda"), denoise(img, sigma=20, device="cpu"), atol=0.05
+    )

@@ -1,5 +1,6 @@
 """The UNet's shortcuts must not change its output: the once-per-image time embedding for
 spatially uniform time maps, and channels-last weights."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,7 +37,7 @@ def test_uniform_time_shortcut_matches_per_pixel_embedding(net, monkeypatch):
     assert unet._spatially_uniform(t)
     with torch.no_grad():
         fast = net(y, y, t)
-        singles = torch.cat([net(y[i:i + 1], y[i:i + 1], t[i:i + 1]) for i in range(3)])
+        singles = torch.cat([net(y[i : i + 1], y[i : i + 1], t[i : i + 1]) for i in range(3)])
         monkeypatch.setattr(unet, "_spatially_uniform", lambda t: False)
         slow = net(y, y, t)
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
@@ -57,7 +58,9 @@ def test_varying_time_map_takes_the_per_pixel_path(net):
         left = net(y, y, torch.full_like(y, 0.3))
     # pixels far from the boundary on the left side see (almost) the uniform-0.3 result; the
     # right side does not
-    assert (out[..., :, :4] - left[..., :, :4]).abs().mean() < (out[..., :, -4:] - left[..., :, -4:]).abs().mean()
+    assert (out[..., :, :4] - left[..., :, :4]).abs().mean() < (
+        out[..., :, -4:] - left[..., :, -4:]
+    ).abs().mean()
 
 
 def test_loaded_weights_are_channels_last_and_agree(net, tmp_path):

@@ -1,4 +1,5 @@
 """Weight files: safetensors + JSON sidecar round trip, corrupt and mismatched files."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """estimate_noise: accuracy of each estimator, the verdict, nD/ROI handling, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,7 @@ def test_gaussian_uint8_clipped(cameraman):
 @pytest.mark.parametrize(("gain", "read"), [(1.0, 3.0), (4.0, 8.0)])
 def test_poisson_gaussian_curve(gain, read):
     clean = fluo(3, scale=1000.0)
-    rep = estimate_noise(add_noise(clean, "poisson_gaussian", gain=gain, read_noise=read,
-                                   seed=0))
+    rep = estimate_noise(add_noise(clean, "poisson_gaussian", gain=gain, read_noise=read, seed=0))
     assert rep.kind == "poisson"
     levels = np.percentile(clean, [5, 50, 95, 99])
     truth = np.sqrt(gain * levels + read**2)
@@ -87,10 +87,12 @@ def test_curve_sigma_map_follows_the_level_sets():
     fit = CurveFit(2.0, 10.0, np.ones(3, bool), 1.0)
     means = np.array([20.0, 60.0, 100.0])
     saturating, rising = np.array([50.0, 200.0, 150.0]), np.array([50.0, 200.0, 260.0])
-    for level, line_var, sat_var, rise_var in [(40.0, 90.0, 125.0, 125.0),
-                                               (100.0, 210.0, 150.0, 260.0),
-                                               (140.0, 290.0, 150.0, 340.0),
-                                               (5.0, 50.0, 50.0, 50.0)]:
+    for level, line_var, sat_var, rise_var in [
+        (40.0, 90.0, 125.0, 125.0),
+        (100.0, 210.0, 150.0, 260.0),
+        (140.0, 290.0, 150.0, 340.0),
+        (5.0, 50.0, 50.0, 50.0),
+    ]:
         plane = np.full((16, 16), level)
         line = curve_sigma_map(plane, fit, darkest=20.0)
         sat = curve_sigma_map(plane, fit, darkest=20.0, levels=(means, saturating))
@@ -103,10 +105,13 @@ def test_curve_sigma_map_follows_the_level_sets():
     # none left: the line)
     plane = np.full((8, 8), 60.0)
     odd = (np.array([20.0, np.nan, 100.0]), np.array([50.0, 1.0, 0.0]))
-    np.testing.assert_allclose(curve_sigma_map(plane, fit, darkest=20.0, levels=odd),
-                               np.sqrt(50.0 + 2.0 * 40.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        curve_sigma_map(plane, fit, darkest=20.0, levels=odd), np.sqrt(50.0 + 2.0 * 40.0), rtol=1e-6
+    )
     none = (np.array([np.nan]), np.array([np.nan]))
-    np.testing.assert_allclose(curve_sigma_map(plane, fit, darkest=20.0, levels=none), np.sqrt(130.0))
+    np.testing.assert_allclose(
+        curve_sigma_map(plane, fit, darkest=20.0, levels=none), np.sqrt(130.0)
+    )
 
 
 def test_sigma_map_follows_a_curve_that_is_not_a_line():
@@ -240,8 +245,9 @@ def test_saturated_plateau_is_not_impulses():
 @pytest.mark.parametrize("profile", ["ramp", "vignette"])
 def test_spatially_variant_map(profile):
     clean = fluo(7, shape=(256, 256))
-    noisy = add_noise(clean, "spatially_variant", profile=profile, sigma_min=5, sigma_max=50,
-                      seed=4)
+    noisy = add_noise(
+        clean, "spatially_variant", profile=profile, sigma_min=5, sigma_max=50, seed=4
+    )
     truth = sigma_profile(clean.shape, profile, 5, 50, seed=4)
     rep = estimate_noise(noisy)
     assert rep.kind == "spatially_variant"
@@ -270,7 +276,8 @@ def test_stack_fits_on_a_sample_of_planes_and_maps_every_plane():
 def test_roi_restricts_the_fit():
     clean = fluo(8, shape=(128, 192))
     noisy = clean + np.random.default_rng(0).normal(0, 1, clean.shape) * np.where(
-        np.arange(192) < 96, 4.0, 30.0)
+        np.arange(192) < 96, 4.0, 30.0
+    )
     left = (slice(None), slice(0, 96))
     for roi in (left, np.arange(192)[None, :].repeat(128, 0) < 96):
         rep = estimate_noise(noisy, roi=roi)
@@ -371,8 +378,9 @@ def test_clipped_shot_noise_is_not_salt_and_pepper(shared_data):
 
 def test_salt_only_impulses_still_found_on_bright_images():
     clean = 255.0 * (0.05 + 0.8 * synthetic_fluorescence((256, 256), kind="cells", seed=6))
-    noisy = add_noise(clean.astype(np.uint8), "salt_and_pepper", amount=0.05, salt_vs_pepper=1.0,
-                      seed=6)
+    noisy = add_noise(
+        clean.astype(np.uint8), "salt_and_pepper", amount=0.05, salt_vs_pepper=1.0, seed=6
+    )
     rep = estimate_noise(noisy)
     assert rep.kind == "salt_and_pepper"
     assert rep.impulse_fraction == pytest.approx(0.05, rel=0.15)
@@ -398,8 +406,9 @@ def test_curve_fit_ignores_points_below_the_quantisation_noise():
     # the first-pass level sets of the FMD BPAE frame (fmd_bpae_r_noisy.png, channel 0): the
     # bottom one is the clamped floor (quantisation step 4, q²/12 = 1.33)
     means = np.array([12, 13, 14, 15, 17, 19, 22, 28, 38, 50, 60, 71, 85, 99, 128, 164, 203.0])
-    var = np.array([0.3, 6, 27, 44, 65, 104, 153, 222, 456, 588, 771, 978, 1370, 1630, 2088,
-                    2278, 2031.0])
+    var = np.array(
+        [0.3, 6, 27, 44, 65, 104, 153, 222, 456, 588, 771, 978, 1370, 1630, 2088, 2278, 2031.0]
+    )
     dof = np.full(means.shape, 2000.0)
     naive = fit_variance_curve(means, var, dof, clip_high=255)
     fixed = fit_variance_curve(means, var, dof, clip_high=255, min_variance=16 / 12)

@@ -1,4 +1,5 @@
 """NoiseReport: derived quantities, time maps, serialisation."""
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,9 @@ def test_noise_std_follows_the_verdict():
 
 @pytest.mark.parametrize("kind", NOISE_REPORT_KINDS)
 def test_summary_and_dict(kind):
-    rep = make_report(kind, gain=1.5, base=4.0,
-                      sigma_map=np.linspace(1, 20, 48, dtype=np.float32).reshape(6, 8))
+    rep = make_report(
+        kind, gain=1.5, base=4.0, sigma_map=np.linspace(1, 20, 48, dtype=np.float32).reshape(6, 8)
+    )
     text = rep.summary()
     assert kind.replace("_", " ") in text and "\n" in text
     assert ("at least one photon up (sigma >= 1.5)" in text) == (kind == "poisson")

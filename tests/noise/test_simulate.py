@@ -1,4 +1,5 @@
 """add_noise and sigma_profile: statistics, dtypes, reproducibility, validation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -117,8 +118,7 @@ def test_salt_and_pepper_integer_and_float():
 def test_spatially_variant_profile_and_map():
     shape = (200, 240)
     img = np.zeros(shape)
-    out = add_noise(img, "spatially_variant", profile="ramp", sigma_min=2.0, sigma_max=30.0,
-                    seed=0)
+    out = add_noise(img, "spatially_variant", profile="ramp", sigma_min=2.0, sigma_max=30.0, seed=0)
     col_std = out.std(axis=0)
     truth = sigma_profile(shape, "ramp", 2.0, 30.0)[0]
     assert np.corrcoef(col_std, truth)[0, 1] > 0.97
@@ -139,11 +139,11 @@ def test_sigma_profile(profile):
     np.testing.assert_array_equal(prof, sigma_profile((2, 40, 50), profile, 3.0, 12.0, seed=5))
     # add_noise with a profile uses exactly this map
     img = np.zeros((40, 50))
-    y = add_noise(img, "spatially_variant", profile=profile, sigma_min=3.0, sigma_max=12.0,
-                  seed=5)
+    y = add_noise(img, "spatially_variant", profile=profile, sigma_min=3.0, sigma_max=12.0, seed=5)
     eps = np.random.default_rng(5)
-    np.testing.assert_allclose(y, eps.normal(0, 1, img.shape) * sigma_profile(
-        (40, 50), profile, 3.0, 12.0, seed=5))
+    np.testing.assert_allclose(
+        y, eps.normal(0, 1, img.shape) * sigma_profile((40, 50), profile, 3.0, 12.0, seed=5)
+    )
 
 
 def test_unknown_kind_lists_kinds():
@@ -166,10 +166,18 @@ def test_unknown_kind_lists_kinds():
         ("spatially_variant", {}, TypeError, "either sigma"),
         ("spatially_variant", {"sigma": 1.0, "profile": "ramp"}, TypeError, "either sigma"),
         ("spatially_variant", {"profile": "ramp", "sigma_min": 1.0}, TypeError, "sigma_max"),
-        ("spatially_variant", {"profile": "swirl", "sigma_min": 1.0, "sigma_max": 2.0},
-         ValueError, "ramp"),
-        ("spatially_variant", {"profile": "ramp", "sigma_min": 5.0, "sigma_max": 2.0},
-         ValueError, "sigma_max"),
+        (
+            "spatially_variant",
+            {"profile": "swirl", "sigma_min": 1.0, "sigma_max": 2.0},
+            ValueError,
+            "ramp",
+        ),
+        (
+            "spatially_variant",
+            {"profile": "ramp", "sigma_min": 5.0, "sigma_max": 2.0},
+            ValueError,
+            "sigma_max",
+        ),
         ("spatially_variant", {"sigma": -np.ones((64, 80))}, ValueError, ">= 0"),
         ("spatially_variant", {"sigma": np.ones((3, 3))}, ValueError, "broadcast"),
         ("spatially_variant", {"sigma": np.array([np.nan])}, ValueError, "NaN"),

@@ -1,4 +1,5 @@
 """Time maps: from σ maps, to and from paintable integer levels."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Training: the noise synthesis, the config, and a tiny real train-then-denoise run."""
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,9 @@ def test_correlated_noise_keeps_its_variance_and_reports_what_the_estimator_read
     a_rows, a_cols = torch.tensor([0.0, 0.15, 0.3]), torch.tensor([0.0, 0.07, 0.0])
     n, band, pca = correlate_noise(w, a_rows, a_cols)
     torch.testing.assert_close(n[0], w[0])
-    assert float(band[0]) == pytest.approx(1.0, abs=1e-6) and float(pca[0]) == pytest.approx(1.0, abs=1e-3)
+    assert float(band[0]) == pytest.approx(1.0, abs=1e-6) and float(pca[0]) == pytest.approx(
+        1.0, abs=1e-3
+    )
     for i in (1, 2):
         assert float(n[i].var()) == pytest.approx(1.0, rel=0.03)
         a = float(a_rows[i])
@@ -59,15 +62,21 @@ def test_correlated_noise_keeps_its_variance_and_reports_what_the_estimator_read
 def test_correlated_corruption_time_map_is_the_reading():
     """With ``p_correlated`` 1 the noise is correlated and the time map is the reading (below
     the noise's own std); with 0 nothing changes and no random number is drawn."""
-    base = dict(p_gaussian=1, p_spatially_variant=0, p_poisson=0, p_salt_and_pepper=0,
-                sigma_range=(0.05, 0.2))
+    base = dict(
+        p_gaussian=1,
+        p_spatially_variant=0,
+        p_poisson=0,
+        p_salt_and_pepper=0,
+        sigma_range=(0.05, 0.2),
+    )
     x0 = torch.full((8, 1, 64, 64), 0.5)
     y0, tau0 = corrupt(x0, _cfg(**base), torch.Generator().manual_seed(5))
     y1, tau1 = corrupt(x0, _cfg(**base, p_correlated=0.0), torch.Generator().manual_seed(5))
     torch.testing.assert_close(y0, y1)
     torch.testing.assert_close(tau0, tau1)
-    y, tau = corrupt(x0, _cfg(**base, p_correlated=1.0, correlation_max=0.3),
-                     torch.Generator().manual_seed(5))
+    y, tau = corrupt(
+        x0, _cfg(**base, p_correlated=1.0, correlation_max=0.3), torch.Generator().manual_seed(5)
+    )
     assert float(tau.flatten(1).std(1).max()) < 1e-6  # still one σ per image
     ratio = (tau / tau0).flatten(1)[:, 0]
     assert float(ratio.max()) <= 1.0 + 1e-6 and float(ratio.min()) < 0.95
@@ -83,23 +92,32 @@ def test_black_clipping_corruption():
     and no random number is drawn."""
     x0 = torch.linspace(0.0, 1.0, 64).view(1, 1, 1, 64).expand(16, 1, 64, 64).contiguous()
     for kind in ("gaussian", "poisson"):
-        probs = dict(p_gaussian=float(kind == "gaussian"), p_spatially_variant=0,
-                     p_poisson=float(kind == "poisson"), p_salt_and_pepper=0)
-        base = dict(**probs, sigma_range=(0.05, 0.1), photons_range=(20, 20),
-                    read_noise_max=0.02)
+        probs = dict(
+            p_gaussian=float(kind == "gaussian"),
+            p_spatially_variant=0,
+            p_poisson=float(kind == "poisson"),
+            p_salt_and_pepper=0,
+        )
+        base = dict(**probs, sigma_range=(0.05, 0.1), photons_range=(20, 20), read_noise_max=0.02)
         y0, tau0 = corrupt(x0, _cfg(**base), torch.Generator().manual_seed(3))
         y1, tau1 = corrupt(x0, _cfg(**base, p_clip_black=0.0), torch.Generator().manual_seed(3))
         torch.testing.assert_close(y0, y1)
         torch.testing.assert_close(tau0, tau1)
-        y, tau = corrupt(x0, _cfg(**base, p_clip_black=1.0, clip_black_range=(0.0, 0.5)),
-                         torch.Generator().manual_seed(3))
+        y, tau = corrupt(
+            x0,
+            _cfg(**base, p_clip_black=1.0, clip_black_range=(0.0, 0.5)),
+            torch.Generator().manual_seed(3),
+        )
         floor = y.flatten(1).amin(1)
         at_floor = (y.flatten(1) == floor[:, None]).float().mean(1)
         assert float(at_floor.min()) > 0.01  # a pile-up at the floor in every sample
         # the floor: the darkest signal (2nd percentile) plus 0-0.5 noise stds there
         dark = float(torch.quantile(x0[0].flatten(), 0.02))
-        s_dark = (tau0.flatten(1)[:, 0] * 0.5 if kind == "gaussian"
-                  else torch.full((16,), (dark / 20 + 0.02**2) ** 0.5))
+        s_dark = (
+            tau0.flatten(1)[:, 0] * 0.5
+            if kind == "gaussian"
+            else torch.full((16,), (dark / 20 + 0.02**2) ** 0.5)
+        )
         assert bool(((floor >= dark - 1e-6) & (floor <= dark + 0.5 * s_dark + 1e-6)).all())
         bright = (slice(None), 0, slice(None), slice(40, None))
         # far above the floor: untouched (but for a rare deep Poisson dip at 20 photons)
@@ -136,8 +154,9 @@ def test_black_level_shift():
     # the same shift for every pixel of a patch (above the floor at 0)
     lifted = out[changed].flatten(1) > 0
     per_patch = (x0 - out)[changed].flatten(1)
-    spread = torch.where(lifted, per_patch, per_patch.amax(1, keepdim=True)).amax(1) - \
-        torch.where(lifted, per_patch, per_patch.amax(1, keepdim=True)).amin(1)
+    spread = torch.where(lifted, per_patch, per_patch.amax(1, keepdim=True)).amax(1) - torch.where(
+        lifted, per_patch, per_patch.amax(1, keepdim=True)
+    ).amin(1)
     assert float(spread.max()) < 1e-6
     torch.testing.assert_close(out[~changed], x0[~changed])
     everything = shift_black_level(x0, _cfg(p_black_shift=1.0), torch.Generator().manual_seed(1))
@@ -145,8 +164,13 @@ def test_black_level_shift():
 
 
 def test_spatially_variant_corruption_varies_in_space():
-    cfg = _cfg(p_gaussian=0, p_spatially_variant=1, p_poisson=0, p_salt_and_pepper=0,
-               sigma_range=(0.01, 0.3))
+    cfg = _cfg(
+        p_gaussian=0,
+        p_spatially_variant=1,
+        p_poisson=0,
+        p_salt_and_pepper=0,
+        sigma_range=(0.01, 0.3),
+    )
     x0 = torch.full((16, 1, 64, 64), 0.5)
     y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(1))
     z = (y - x0) / (tau * cfg.sigma_max).clamp_min(1e-6)
@@ -155,8 +179,14 @@ def test_spatially_variant_corruption_varies_in_space():
 
 
 def test_poisson_corruption_variance_follows_signal():
-    cfg = _cfg(p_gaussian=0, p_spatially_variant=0, p_poisson=1, p_salt_and_pepper=0,
-               read_noise_max=0.0, photons_range=(50, 50))
+    cfg = _cfg(
+        p_gaussian=0,
+        p_spatially_variant=0,
+        p_poisson=1,
+        p_salt_and_pepper=0,
+        read_noise_max=0.0,
+        photons_range=(50, 50),
+    )
     x0 = torch.linspace(0.05, 1, 64).view(1, 1, 1, 64).expand(64, 1, 64, 64).contiguous()
     y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(2))
     var = (y - x0).pow(2).mean((0, 1, 2))
@@ -174,8 +204,14 @@ def test_poisson_time_map_comes_from_the_observation_not_the_clean_image():
     # to exploit; at inference it only gets a map estimated from the noisy data).
     from napari_diffdenoise.training.data import observed_poisson_sigma
 
-    cfg = _cfg(p_gaussian=0, p_spatially_variant=0, p_poisson=1, p_salt_and_pepper=0,
-               read_noise_max=0.0, photons_range=(50, 50))
+    cfg = _cfg(
+        p_gaussian=0,
+        p_spatially_variant=0,
+        p_poisson=1,
+        p_salt_and_pepper=0,
+        read_noise_max=0.0,
+        photons_range=(50, 50),
+    )
     x0 = torch.full((8, 1, 64, 64), 0.2)
     x0[..., ::2, ::2] = 0.9  # pixel-level structure the clean-signal map would copy
     y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(4))
@@ -186,8 +222,9 @@ def test_poisson_time_map_comes_from_the_observation_not_the_clean_image():
     clean_contrast = (np.sqrt(0.9 / 50) - np.sqrt(0.2 / 50)) / cfg.sigma_max
     assert float(on - off) < 0.1 * clean_contrast
     # dark regions keep a positive noise level (τ = 0 would leave those pixels untouched)
-    dark = observed_poisson_sigma(torch.zeros(2, 1, 32, 32), torch.full((2, 1, 1, 1), 50.0),
-                                  torch.zeros(2, 1, 1, 1))
+    dark = observed_poisson_sigma(
+        torch.zeros(2, 1, 32, 32), torch.full((2, 1, 1, 1), 50.0), torch.zeros(2, 1, 1, 1)
+    )
     assert float(dark.min()) > 0
 
 
@@ -204,15 +241,27 @@ def test_photon_floor_of_the_poisson_time_map():
     lifted = observed_poisson_sigma(y, photons, read, photon_floor=1.0)
     torch.testing.assert_close(lifted, torch.maximum(bare, 1.0 / photons))
     assert float((lifted > bare).float().mean()) > 0.01  # the dark end is lifted
-    cfg = _cfg(p_gaussian=0, p_spatially_variant=0, p_poisson=1, p_salt_and_pepper=0,
-               photons_range=(20, 20), read_noise_max=0.0, photon_floor=1.0)
+    cfg = _cfg(
+        p_gaussian=0,
+        p_spatially_variant=0,
+        p_poisson=1,
+        p_salt_and_pepper=0,
+        photons_range=(20, 20),
+        read_noise_max=0.0,
+        photon_floor=1.0,
+    )
     _, tau = corrupt(x.contiguous(), cfg, torch.Generator().manual_seed(1))
     assert float(tau.min()) >= 1.0 / 20 / cfg.sigma_max - 1e-6
 
 
 def test_impulses_are_filled_and_get_their_own_time():
-    cfg = _cfg(p_gaussian=0, p_spatially_variant=0, p_poisson=0, p_salt_and_pepper=1,
-               impulse_range=(0.3, 0.3))
+    cfg = _cfg(
+        p_gaussian=0,
+        p_spatially_variant=0,
+        p_poisson=0,
+        p_salt_and_pepper=1,
+        impulse_range=(0.3, 0.3),
+    )
     x0 = torch.full((4, 1, 32, 32), 0.5)
     y, tau = corrupt(x0, cfg, torch.Generator().manual_seed(3))
     hit = tau == IMPULSE_TIME
@@ -323,8 +372,11 @@ def test_config_round_trip():
 def test_patch_sampler_weights():
     from napari_diffdenoise.training.data import PatchSampler
 
-    images = [np.zeros((32, 32), np.float32), np.ones((32, 32), np.float32),
-              np.full((8, 8), 5, np.float32)]  # too small: dropped, its weight with it
+    images = [
+        np.zeros((32, 32), np.float32),
+        np.ones((32, 32), np.float32),
+        np.full((8, 8), 5, np.float32),
+    ]  # too small: dropped, its weight with it
     never_ones = PatchSampler(images, 16, seed=0, weights=[1.0, 0.0, 1.0])
     mostly_ones = PatchSampler(images, 16, seed=0, weights=[1.0, 9.0, 1.0])
 
@@ -349,8 +401,9 @@ def test_unknown_config_key():
 
 
 def test_missing_training_folder(tmp_path):
-    cfg = TrainingConfig(output=str(tmp_path / "out"), train_dir=str(tmp_path / "none"),
-                         steps=2, synthetic_images=0)
+    cfg = TrainingConfig(
+        output=str(tmp_path / "out"), train_dir=str(tmp_path / "none"), steps=2, synthetic_images=0
+    )
     with pytest.raises(OSError, match="not found"):
         train_model(cfg)
 
@@ -408,11 +461,28 @@ def test_tiny_train_then_denoise(tmp_path):
     for i, (r, c) in enumerate([(0, 0), (0, 256), (256, 0), (256, 256)]):
         io.imsave(train_dir / f"{i}.png", cam[r : r + 192, c : c + 192], check_contrast=False)
     cfg = TrainingConfig(
-        name="tiny", output=str(tmp_path / "run"), train_dir=str(train_dir), holdout=1,
-        channels=(16, 32), steps=120, batch_size=8, patch_size=32, lr=2e-3, warmup_steps=10,
-        synthetic_images=0, p_gaussian=1, p_spatially_variant=0, p_poisson=0,
-        p_salt_and_pepper=0, sigma_range=(0.1, 0.2), log_every=20, val_every=60,
-        checkpoint_every=60, seed=0, p_fresh_noise=0.5)
+        name="tiny",
+        output=str(tmp_path / "run"),
+        train_dir=str(train_dir),
+        holdout=1,
+        channels=(16, 32),
+        steps=120,
+        batch_size=8,
+        patch_size=32,
+        lr=2e-3,
+        warmup_steps=10,
+        synthetic_images=0,
+        p_gaussian=1,
+        p_spatially_variant=0,
+        p_poisson=0,
+        p_salt_and_pepper=0,
+        sigma_range=(0.1, 0.2),
+        log_every=20,
+        val_every=60,
+        checkpoint_every=60,
+        seed=0,
+        p_fresh_noise=0.5,
+    )
     seen = []
     train_model(cfg, progress=seen.append)
     assert [p.step for p in seen] == list(range(1, 121))
@@ -436,42 +506,66 @@ def test_tiny_train_then_denoise(tmp_path):
     assert [p.step for p in more] == list(range(121, 126))
     assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["step"] == 125
     from napari_diffdenoise.training.loop import _lr_at
+
     assert more[-1].lr == pytest.approx(_lr_at(124, cfg2))  # the 130-step schedule, not 125
     train_model(cfg2, progress=more.append)
     assert [p.step for p in more] == list(range(121, 131))
 
     # a warm restart: new run, weights (raw and EMA) from that checkpoint, a fresh schedule
     ckpt = tmp_path / "run" / "checkpoint.safetensors"
-    cfg3 = TrainingConfig.from_dict({**cfg.to_dict(), "output": str(tmp_path / "warm"),
-                                     "steps": 4, "init_from": str(ckpt), "val_every": 4})
+    cfg3 = TrainingConfig.from_dict(
+        {
+            **cfg.to_dict(),
+            "output": str(tmp_path / "warm"),
+            "steps": 4,
+            "init_from": str(ckpt),
+            "val_every": 4,
+        }
+    )
     warm = []
     train_model(cfg3, progress=warm.append)
     assert [p.step for p in warm] == [1, 2, 3, 4]
     assert warm[0].lr == pytest.approx(cfg.lr / cfg.warmup_steps)  # warm-up starts again
     # the EMA went on from the base model's: the same validation to within what 4 tiny steps do
-    assert warm[-1].val_psnr["gaussian25"] == pytest.approx(seen[-1].val_psnr["gaussian25"],
-                                                            abs=0.5)
+    assert warm[-1].val_psnr["gaussian25"] == pytest.approx(
+        seen[-1].val_psnr["gaussian25"], abs=0.5
+    )
     meta3 = json.loads((tmp_path / "warm" / "tiny.json").read_text())["training"]
     assert meta3["steps"] == 4 and meta3["total_steps"] == 134
     assert meta3["init_from"]["steps"] == 130
 
     # a warm restart into a deeper network of the same widths: the shallow model's function
     # (extra blocks start as the identity), then trained on
-    cfg4 = TrainingConfig.from_dict({**cfg3.to_dict(), "output": str(tmp_path / "deep"),
-                                     "blocks_per_level": 2, "steps": 1, "lr": 1e-12,
-                                     "lr_min": 0.0,
-                                     "warmup_steps": 1, "val_every": 1})
+    cfg4 = TrainingConfig.from_dict(
+        {
+            **cfg3.to_dict(),
+            "output": str(tmp_path / "deep"),
+            "blocks_per_level": 2,
+            "steps": 1,
+            "lr": 1e-12,
+            "lr_min": 0.0,
+            "warmup_steps": 1,
+            "val_every": 1,
+        }
+    )
     deep = []
     train_model(cfg4, progress=deep.append)
-    assert deep[0].val_psnr["gaussian25"] == pytest.approx(seen[-1].val_psnr["gaussian25"],
-                                                           abs=0.05)
+    assert deep[0].val_psnr["gaussian25"] == pytest.approx(
+        seen[-1].val_psnr["gaussian25"], abs=0.05
+    )
     meta4 = json.loads((tmp_path / "deep" / "tiny.json").read_text())
     assert meta4["architecture"]["blocks_per_level"] == 2
     assert meta4["training"]["init_from"]["deepened"] is True
     with pytest.raises(ValueError, match="does not fit"):  # the other way round: refused
-        train_model(TrainingConfig.from_dict({**cfg3.to_dict(), "output": str(tmp_path / "x"),
-                                              "init_from": str(tmp_path / "deep" / "tiny.safetensors")}))
-
+        train_model(
+            TrainingConfig.from_dict(
+                {
+                    **cfg3.to_dict(),
+                    "output": str(tmp_path / "x"),
+                    "init_from": str(tmp_path / "deep" / "tiny.safetensors"),
+                }
+            )
+        )
 
 
 def _camera_crops(folder, n=3, size=96):
@@ -480,18 +574,35 @@ def _camera_crops(folder, n=3, size=96):
     cam = data.camera()
     folder.mkdir()
     for i in range(n):
-        io.imsave(folder / f"{i}.png", cam[i * 128 : i * 128 + size, 100 : 100 + size],
-                  check_contrast=False)
+        io.imsave(
+            folder / f"{i}.png",
+            cam[i * 128 : i * 128 + size, 100 : 100 + size],
+            check_contrast=False,
+        )
     return folder
 
 
 def _short_run(tmp_path, **kw):
-    return TrainingConfig(**{
-        "name": "short", "output": str(tmp_path / "run"),
-        "train_dir": str(_camera_crops(tmp_path / "train")), "holdout": 1, "channels": (8, 16),
-        "steps": 6, "batch_size": 4, "patch_size": 32, "warmup_steps": 2, "synthetic_images": 2,
-        "synthetic_size": 64, "log_every": 2, "val_every": 3, "checkpoint_every": 3,
-        "p_fresh_noise": 0.5, **kw})
+    return TrainingConfig(
+        **{
+            "name": "short",
+            "output": str(tmp_path / "run"),
+            "train_dir": str(_camera_crops(tmp_path / "train")),
+            "holdout": 1,
+            "channels": (8, 16),
+            "steps": 6,
+            "batch_size": 4,
+            "patch_size": 32,
+            "warmup_steps": 2,
+            "synthetic_images": 2,
+            "synthetic_size": 64,
+            "log_every": 2,
+            "val_every": 3,
+            "checkpoint_every": 3,
+            "p_fresh_noise": 0.5,
+            **kw,
+        }
+    )
 
 
 def test_precision_setting_is_checked():
@@ -532,8 +643,12 @@ def test_training_on_cuda(tmp_path):
     z = (y - x0) / (tau * cfg.sigma_max).clamp_min(1e-6)
     assert float(z.std()) == pytest.approx(1.0, rel=0.05)
     for kind in ("p_spatially_variant", "p_poisson", "p_salt_and_pepper"):
-        mix = {k: 0 for k in ("p_gaussian", "p_spatially_variant", "p_poisson", "p_salt_and_pepper")}
-        y, tau = corrupt(x0, _cfg(**{**mix, kind: 1}), torch.Generator(device="cuda").manual_seed(1))
+        mix = {
+            k: 0 for k in ("p_gaussian", "p_spatially_variant", "p_poisson", "p_salt_and_pepper")
+        }
+        y, tau = corrupt(
+            x0, _cfg(**{**mix, kind: 1}), torch.Generator(device="cuda").manual_seed(1)
+        )
         assert torch.isfinite(y).all() and bool(((tau >= 0) & (tau <= 1)).all())
     run = _short_run(tmp_path, device="cuda", precision="bfloat16", steps=20, lr=2e-3)
     seen = []
@@ -553,13 +668,13 @@ def test_image_shares_with_textures():
     assert w[:10].sum() == pytest.approx(0.7) and w[10:14].sum() == pytest.approx(0.2)
     assert w[14:].sum() == pytest.approx(0.1) and np.ptp(w[:10]) == 0
     # unset shares follow the counts; a share of images the recipe has not got is ignored
-    w = np.array(_image_weights(TrainingConfig(synthetic_images=4, texture_images=4,
-                                               p_texture=0.5), 16))
+    w = np.array(
+        _image_weights(TrainingConfig(synthetic_images=4, texture_images=4, p_texture=0.5), 16)
+    )
     assert w[8:12].sum() == pytest.approx(0.25) and w[12:].sum() == pytest.approx(0.5)
     assert _image_weights(TrainingConfig(synthetic_images=0, p_synthetic=0.3), 10) is None
     assert _image_weights(TrainingConfig(synthetic_images=4), 14) is None
-    for bad in ({"p_texture": 1.5}, {"p_synthetic": 0.7, "p_texture": 0.5},
-                {"texture_images": -1}):
+    for bad in ({"p_texture": 1.5}, {"p_synthetic": 0.7, "p_texture": 0.5}, {"texture_images": -1}):
         with pytest.raises(ValueError):
             TrainingConfig(**bad)
 
@@ -578,8 +693,15 @@ def test_training_loop_lowers_black_levels(tmp_path):
     for p in (0.0, 1.0):
         seen = []
         (tmp_path / str(p)).mkdir()
-        cfg = _short_run(tmp_path / str(p), steps=1, val_every=10, checkpoint_every=10,
-                         p_black_shift=p, black_shift_range=(1.0, 1.0), seed=3)
+        cfg = _short_run(
+            tmp_path / str(p),
+            steps=1,
+            val_every=10,
+            checkpoint_every=10,
+            p_black_shift=p,
+            black_shift_range=(1.0, 1.0),
+            seed=3,
+        )
         train_model(cfg, progress=seen.append)
         losses.append(seen[0].loss)
     assert losses[0] != losses[1]
@@ -587,8 +709,13 @@ def test_training_loop_lowers_black_levels(tmp_path):
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 #: the chain that rebuilt the bundled model, in order (docs/training.md)
-BUNDLED_CHAIN = ["stage1_gaussian", "default", "stage3_warm_restart", "stage4a_warm_restart",
-                 "stage4b_textures"]
+BUNDLED_CHAIN = [
+    "stage1_gaussian",
+    "default",
+    "stage3_warm_restart",
+    "stage4a_warm_restart",
+    "stage4b_textures",
+]
 
 
 def test_every_recipe_is_a_valid_portable_config():
@@ -675,9 +802,16 @@ def test_resume_from_carries_another_run_on(tmp_path):
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     (recipes / "first.json").write_text(json.dumps(first.to_dict()))
-    (recipes / "second.json").write_text(json.dumps(first.replace(
-        output=str(tmp_path / "second"), steps=5, p_fresh_noise=0.0,
-        resume_from="recipe:first").to_dict()))
+    (recipes / "second.json").write_text(
+        json.dumps(
+            first.replace(
+                output=str(tmp_path / "second"),
+                steps=5,
+                p_fresh_noise=0.0,
+                resume_from="recipe:first",
+            ).to_dict()
+        )
+    )
     second = TrainingConfig.from_json(recipes / "second.json")
     with pytest.raises(OSError, match="first.json first"):
         train_model(second)
@@ -691,5 +825,10 @@ def test_resume_from_carries_another_run_on(tmp_path):
     meta = json.loads((tmp_path / "second" / "short.json").read_text())["training"]
     assert meta["steps"] == 5 and meta["resumed_from"]["step"] == 3
     with pytest.raises(ValueError, match="not below"):
-        train_model(first.replace(output=str(tmp_path / "third"), steps=3,
-                                  resume_from=str(tmp_path / "run" / "checkpoint")))
+        train_model(
+            first.replace(
+                output=str(tmp_path / "third"),
+                steps=3,
+                resume_from=str(tmp_path / "run" / "checkpoint"),
+            )
+        )

@@ -1,4 +1,5 @@
 """The Denoiser dock widget, opened through the plugin manifest in a real viewer."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,8 +68,9 @@ def test_non_local_step_setting_reaches_denoise(qtbot, viewer, widget):
     widget.set_parameters(model="default", wiener=0.5)
     assert widget._gather()[2]["wiener"] == 0.5
     _run(qtbot, widget)
-    np.testing.assert_allclose(viewer.layers["noisy denoised"].data,
-                               denoise(noisy, sigma=20.0, wiener=0.5), atol=1e-4)
+    np.testing.assert_allclose(
+        viewer.layers["noisy denoised"].data, denoise(noisy, sigma=20.0, wiener=0.5), atol=1e-4
+    )
     widget.set_parameters(wiener="auto")
     assert widget._gather()[2]["wiener"] == "auto"
     widget.set_parameters(wiener=None)
@@ -92,8 +94,10 @@ def test_auto_non_local_weights_are_shown_and_kept(qtbot, viewer, widget):
     assert meta["threshold_weights"] == ref.threshold_weights
     assert meta["fine_patch_weights"] == ref.fine_weights
     text = widget.status_label.text()
-    assert (f"Wiener {ref.wiener_weights[0]:.2f}, thresholding {ref.threshold_weights[0]:.2f}, "
-            f"4×4 patches {ref.fine_weights[0]:.2f}") in text
+    assert (
+        f"Wiener {ref.wiener_weights[0]:.2f}, thresholding {ref.threshold_weights[0]:.2f}, "
+        f"4×4 patches {ref.fine_weights[0]:.2f}"
+    ) in text
     np.testing.assert_allclose(viewer.layers["noisy denoised"].data, ref.image, atol=1e-4)
 
 
@@ -172,7 +176,9 @@ def test_model_list_is_the_api_list_with_each_preset_described(widget):
     assert names == list_models()
     for i, name in enumerate(names):
         tip = combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
-        assert tip == (PRESETS[name].description if name in PRESETS else "a saved (fine-tuned) model")
+        assert tip == (
+            PRESETS[name].description if name in PRESETS else "a saved (fine-tuned) model"
+        )
 
 
 def test_weights_text_spans_planes_and_says_when_skipped():
@@ -182,6 +188,8 @@ def test_weights_text_spans_planes_and_says_when_skipped():
     img = np.zeros((2, 8, 8), np.float32)
     assert _weights_text(DenoiseResult(img, None, img, None)) == ""
     two = DenoiseResult(img, None, img, None, [0.25, 0.75], [0.0, 0.6], [0.4, 0.4])
-    assert _weights_text(two) == ("; non-local weights over 2 planes: Wiener 0.25-0.75, "
-                                  "thresholding 0.00-0.60, 4×4 patches 0.40")
+    assert _weights_text(two) == (
+        "; non-local weights over 2 planes: Wiener 0.25-0.75, "
+        "thresholding 0.00-0.60, 4×4 patches 0.40"
+    )
     assert "skipped" in _weights_text(DenoiseResult(img, None, img, None, [], [], []))

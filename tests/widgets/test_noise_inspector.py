@@ -1,4 +1,5 @@
 """The Noise inspector dock widget, opened through the plugin manifest in a real viewer."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -296,8 +297,7 @@ def test_plot_shows_the_curve_the_poisson_sigma_map_follows(qtbot):
     canvas = NoisePlotCanvas()
     qtbot.addWidget(canvas)
     clean = 1000.0 * synthetic_fluorescence((192, 192), kind="mixed", seed=3).astype(float)
-    poisson = estimate_noise(add_noise(clean, "poisson_gaussian", gain=2.0, read_noise=3.0,
-                                       seed=0))
+    poisson = estimate_noise(add_noise(clean, "poisson_gaussian", gain=2.0, read_noise=3.0, seed=0))
     assert poisson.kind == "poisson"
     canvas.plot_report(poisson)
     lines = {line.get_label(): line for line in canvas.ax_curve.get_lines()}

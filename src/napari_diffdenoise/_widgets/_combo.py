@@ -1,5 +1,6 @@
 """Small Qt helpers shared by the dock widgets: layer pickers kept in sync with the viewer,
 layer lookup by id, and the status line."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 Only layer plumbing lives here (names, transforms, colormaps, metadata); every number shown or
 stored comes from the public API (:func:`napari_diffdenoise.estimate_noise` and friends).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,7 @@ def layer_array(layer: napari.layers.Image) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def image_plane_index(
-    viewer: napari.Viewer, layer: napari.layers.Image
-) -> tuple[int, ...]:
+def image_plane_index(viewer: napari.Viewer, layer: napari.layers.Image) -> tuple[int, ...]:
     """Data indices of the leading (non-yx) axes of ``layer`` at the viewer's current position.
 
     Goes through the layer's world→data transform, so layers with a scale or translate (or with
@@ -62,9 +61,7 @@ def _yx_affine(layer: Any) -> tuple[np.ndarray, np.ndarray]:
     return scale, translate
 
 
-def shapes_to_mask(
-    shapes: napari.layers.Shapes, image: napari.layers.Image
-) -> np.ndarray:
+def shapes_to_mask(shapes: napari.layers.Shapes, image: napari.layers.Image) -> np.ndarray:
     """Rasterise every shape of ``shapes`` into a boolean (rows, cols) mask on ``image``'s grid.
 
     Shapes drawn on any slice of an nD layer are projected onto the yx plane, so one ROI applies

@@ -3,6 +3,7 @@
 Plotting only: the points, the fitted curve and the σ map all come from a
 :class:`~napari_diffdenoise.NoiseReport`.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -74,14 +75,23 @@ class NoisePlotCanvas(FigureCanvasQTAgg):
             if report.kind == "poisson":  # the σ map runs through the points, not the line
                 from napari_diffdenoise.noise.poisson import curve_points
 
-                ax.plot(*curve_points(means, variances), color=_ACCENT, lw=0.8, ls=":",
-                        label="σ map")
+                ax.plot(
+                    *curve_points(means, variances), color=_ACCENT, lw=0.8, ls=":", label="σ map"
+                )
             legend = ax.legend(fontsize=7, facecolor=_BG, edgecolor=_FG, loc="best")
             for text in legend.get_texts():
                 text.set_color(_FG)
         else:
-            ax.text(0.5, 0.5, "no flat regions found", color=_FG, ha="center",
-                    va="center", transform=ax.transAxes, fontsize=8)
+            ax.text(
+                0.5,
+                0.5,
+                "no flat regions found",
+                color=_FG,
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=8,
+            )
 
         sigma = np.asarray(report.sigma_map, dtype=np.float32).ravel()
         if sigma.size > _HIST_SAMPLES:

@@ -5,6 +5,7 @@ of :func:`napari_diffdenoise.denoise`): it gathers parameters, runs the generato
 ``thread_worker`` (progress after each network evaluation, cancel between evaluations) and adds
 the result (and the uncertainty, with several stochastic samples) as Image layers.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,8 @@ class DenoiserWidget(QWidget):
         self.noise_combo = QComboBox()
         self.noise_combo.setToolTip(
             "Where the noise level comes from: estimated from the image (blind), one σ value, "
-            "or a time-map Labels layer (from the Noise inspector, painted as you like)")
+            "or a time-map Labels layer (from the Noise inspector, painted as you like)"
+        )
         self.sigma_spin = QDoubleSpinBox()
         self.sigma_spin.setRange(0.0, 1e9)
         self.sigma_spin.setDecimals(3)
@@ -99,13 +101,16 @@ class DenoiserWidget(QWidget):
             self.model_combo.setItemData(
                 self.model_combo.count() - 1,
                 preset.description if preset else "a saved (fine-tuned) model",
-                Qt.ItemDataRole.ToolTipRole)
-        self.model_combo.setToolTip("default: one network call; fast: the same in bfloat16 where "
-                                    "that is faster (GPUs; CPUs where it measures faster: "
-                                    "~1.7× there, else as default); "
-                                    "quality: 8-fold self-ensemble blended with "
-                                    "non-local (BM3D-style) filters (slower); "
-                                    "fine-tuned models appear here too")
+                Qt.ItemDataRole.ToolTipRole,
+            )
+        self.model_combo.setToolTip(
+            "default: one network call; fast: the same in bfloat16 where "
+            "that is faster (GPUs; CPUs where it measures faster: "
+            "~1.7× there, else as default); "
+            "quality: 8-fold self-ensemble blended with "
+            "non-local (BM3D-style) filters (slower); "
+            "fine-tuned models appear here too"
+        )
         self.sampler_combo = QComboBox()
         self.sampler_combo.addItem("model default", PRESET)
         for s in SAMPLERS:
@@ -113,19 +118,29 @@ class DenoiserWidget(QWidget):
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 100)
         self.steps_spin.setValue(4)
-        self.steps_spin.setToolTip("Sampling steps (ignored by 'direct'): more steps, sharper detail;"
-                                   " fewer, higher PSNR")
+        self.steps_spin.setToolTip(
+            "Sampling steps (ignored by 'direct'): more steps, sharper detail; fewer, higher PSNR"
+        )
         self.eta_spin = QDoubleSpinBox()
         self.eta_spin.setRange(0.0, 1.0)
         self.eta_spin.setSingleStep(0.1)
         self.eta_spin.setToolTip("Fresh noise of the 'indi' sampler (0 = deterministic)")
         self.samples_spin = QSpinBox()
         self.samples_spin.setRange(1, 64)
-        self.samples_spin.setToolTip("Stochastic samples (indi, η > 0): the mean is returned and "
-                                     "their spread is added as an uncertainty layer")
+        self.samples_spin.setToolTip(
+            "Stochastic samples (indi, η > 0): the mean is returned and "
+            "their spread is added as an uncertainty layer"
+        )
         self.wiener_combo = QComboBox()
-        for label, value in (("model default", PRESET), ("off", 0.0), ("auto (SURE)", "auto"),
-                             ("0.25", 0.25), ("0.5", 0.5), ("0.75", 0.75), ("1 (Wiener only)", 1.0)):
+        for label, value in (
+            ("model default", PRESET),
+            ("off", 0.0),
+            ("auto (SURE)", "auto"),
+            ("0.25", 0.25),
+            ("0.5", 0.5),
+            ("0.75", 0.75),
+            ("1 (Wiener only)", 1.0),
+        ):
             self.wiener_combo.addItem(label, value)
         self.wiener_combo.setToolTip(
             "Blend in a non-local (collaborative Wiener) estimate that draws on similar patches "
@@ -134,7 +149,8 @@ class DenoiserWidget(QWidget):
             "estimate into the Wiener filter's guide, mixes a 4×4-patch Wiener estimate with "
             "the 8×8 one, and picks the weights per plane by SURE (one more network pass, and "
             "six filter passes where a fixed weight runs one); "
-            "'model default' = the preset's (quality: auto, others: off)")
+            "'model default' = the preset's (quality: auto, others: off)"
+        )
         self.device_combo = QComboBox()
         for dev in ["auto", *available_devices()]:
             self.device_combo.addItem(dev, dev)
@@ -195,16 +211,24 @@ class DenoiserWidget(QWidget):
         from napari.layers import Image, Labels
 
         layers = list(self.viewer.layers)
-        images = [(lay.name, lay.unique_id) for lay in layers
-                  if isinstance(lay, Image) and "source" not in lay.metadata]
+        images = [
+            (lay.name, lay.unique_id)
+            for lay in layers
+            if isinstance(lay, Image) and "source" not in lay.metadata
+        ]
         current = self.image_combo.currentData()
         if current not in [uid for _, uid in images] and images:
             active = self.viewer.layers.selection.active
-            current = active.unique_id if isinstance(active, Image) and \
-                active.unique_id in [u for _, u in images] else images[-1][1]
+            current = (
+                active.unique_id
+                if isinstance(active, Image) and active.unique_id in [u for _, u in images]
+                else images[-1][1]
+            )
         refill(self.image_combo, images, current)
         noise = [("estimate (blind)", BLIND), ("σ value", SIGMA)]
-        noise += [(f"time map: {lay.name}", lay.unique_id) for lay in layers if isinstance(lay, Labels)]
+        noise += [
+            (f"time map: {lay.name}", lay.unique_id) for lay in layers if isinstance(lay, Labels)
+        ]
         refill(self.noise_combo, noise, self.noise_combo.currentData())
         self._update_enabled()
 
@@ -241,11 +265,19 @@ class DenoiserWidget(QWidget):
     def set_parameters(self, **params: Any) -> None:
         """Set any of ``model, sampler, steps, eta, samples, wiener, device, seed, scope`` by
         value (``None`` for sampler or wiener: the model's default)."""
-        combos = {"model": self.model_combo, "sampler": self.sampler_combo,
-                  "device": self.device_combo, "scope": self.scope_combo,
-                  "wiener": self.wiener_combo}
-        spins = {"steps": self.steps_spin, "eta": self.eta_spin, "samples": self.samples_spin,
-                 "seed": self.seed_spin}
+        combos = {
+            "model": self.model_combo,
+            "sampler": self.sampler_combo,
+            "device": self.device_combo,
+            "scope": self.scope_combo,
+            "wiener": self.wiener_combo,
+        }
+        spins = {
+            "steps": self.steps_spin,
+            "eta": self.eta_spin,
+            "samples": self.samples_spin,
+            "seed": self.seed_spin,
+        }
         for key, value in params.items():
             if key in combos:
                 index = combos[key].findData(PRESET if value is None else value)
@@ -321,7 +353,10 @@ class DenoiserWidget(QWidget):
         self.last_error = None
         source = layer.unique_id
         worker = create_worker(
-            _run, data, kwargs, _start_thread=False,
+            _run,
+            data,
+            kwargs,
+            _start_thread=False,
             _connect={
                 "yielded": self._on_progress,
                 "returned": lambda res: self._on_returned(res, source, meta),
@@ -360,17 +395,30 @@ class DenoiserWidget(QWidget):
         limits = layer.contrast_limits if layer is not None else None
         weights = {}
         if result.wiener_weights is not None:  # wiener="auto": what SURE chose, per plane
-            weights = {"wiener_weights": list(result.wiener_weights),
-                       "threshold_weights": list(result.threshold_weights),
-                       "fine_patch_weights": list(result.fine_weights)}
-        added = [self.viewer.add_image(
-            result.image, name=f"{name} denoised{where}", contrast_limits=limits,
-            metadata={"source": name, **meta, **weights}, **where_kw)]
+            weights = {
+                "wiener_weights": list(result.wiener_weights),
+                "threshold_weights": list(result.threshold_weights),
+                "fine_patch_weights": list(result.fine_weights),
+            }
+        added = [
+            self.viewer.add_image(
+                result.image,
+                name=f"{name} denoised{where}",
+                contrast_limits=limits,
+                metadata={"source": name, **meta, **weights},
+                **where_kw,
+            )
+        ]
         if result.std is not None:
-            added.append(self.viewer.add_image(
-                result.std, name=f"{name} uncertainty{where}", colormap="inferno",
-                metadata={"source": name, "units": "image intensity units (std)", **meta},
-                **where_kw))
+            added.append(
+                self.viewer.add_image(
+                    result.std,
+                    name=f"{name} uncertainty{where}",
+                    colormap="inferno",
+                    metadata={"source": name, "units": "image intensity units (std)", **meta},
+                    **where_kw,
+                )
+            )
         self.layers_added = added
         kind = f", noise: {result.report.kind}" if result.report is not None else ""
         self._status(f"Done: added {added[0].name!r}{kind}{_weights_text(result)}.")
@@ -407,5 +455,7 @@ def _weights_text(result: DenoiseResult) -> str:
         return f"{lo:.2f}" if hi - lo < 0.005 else f"{lo:.2f}-{hi:.2f}"
 
     planes = "" if len(w) == 1 else f" over {len(w)} planes"
-    return (f"; non-local weights{planes}: Wiener {span(w)}, thresholding {span(b)}, "
-            f"4×4 patches {span(c)}")
+    return (
+        f"; non-local weights{planes}: Wiener {span(w)}, thresholding {span(b)}, "
+        f"4×4 patches {span(c)}"
+    )

@@ -5,6 +5,7 @@ from :func:`napari_diffdenoise.estimate_noise` (run in a ``thread_worker``), the
 :class:`~napari_diffdenoise.NoiseReport` and :func:`napari_diffdenoise.time_map_to_levels`;
 ``docs/inspector.md`` has the console recipe that reproduces it step by step.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -344,8 +345,7 @@ class NoiseInspectorWidget(QWidget):
         self._replot()
         self._set_outputs_enabled(True)
         self._show_status(
-            f"{name}: {report.kind.replace('_', ' ')} noise "
-            f"(confidence {report.confidence:.0%})."
+            f"{name}: {report.kind.replace('_', ' ')} noise (confidence {report.confidence:.0%})."
         )
         self.viewer.update_console({"noise_report": report})
 

@@ -9,6 +9,7 @@ instead of denoising, and a sampler that adds fresh noise (stochastic InDI) feed
 never saw. :func:`mixed_path` keeps only a share ``ρ`` of the observation's own noise and makes
 up the rest with fresh Gaussian noise at the same level.
 """
+
 from __future__ import annotations
 
 import torch
@@ -70,7 +71,9 @@ def sample_train_time(
     dev = tau_y.device
     u_const = torch.rand(b, 1, 1, 1, generator=generator, device=dev)
     coarse = torch.rand(b, 1, 4, 4, generator=generator, device=dev)
-    field = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    field = torch.nn.functional.interpolate(
+        coarse, size=(h, w), mode="bicubic", align_corners=False
+    )
     field = field.clamp(0.0, 1.0)
     pick = torch.rand(b, 1, 1, 1, generator=generator, device=dev)
     u = torch.where(pick < p_smooth_field, field, u_const.expand(b, 1, h, w))

@@ -1,6 +1,7 @@
 """Impulse (salt-and-pepper) handling: detected impulses are treated as missing and filled from
 their valid neighbours (normalised convolution), then denoised with their own time.
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,13 +4,14 @@ All samplers start at ``x_0 = y`` with ``t_0 = τ`` and call the network ``S_θ(
 per step. Pixels with τ = 0 are returned unchanged. ``eta > 0`` (``indi`` only) injects fresh
 noise, giving posterior samples whose spread is an uncertainty estimate.
 """
+
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 
-import numpy as np
 import torch
 
+from .._progress import run_to_end
 from .._validation import check_choice, check_int, check_number
 from .schedule import pixel_schedule
 
@@ -41,8 +42,8 @@ def iter_sample(
     eta: float = 0.0,
     sigma_max: float = 1.0,
     generator: torch.Generator | None = None,
-) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """Yield ``(k, K, x_k)`` after each step; the last yield is the result.
+) -> Generator[tuple[int, int, torch.Tensor], None, torch.Tensor]:
+    """Yield ``(k, K, x_k)`` after each step; returns (and last yields) the result.
 
     ``y`` and ``tau`` are ``(B, 1, H, W)`` in normalised units; τ in [0, 1].
     """
@@ -70,11 +71,9 @@ def iter_sample(
             x = x_new
         x = torch.where(keep, y, x)
         yield k + 1, steps, x
+    return x
 
 
 def sample(net: Network, y: torch.Tensor, tau: torch.Tensor, **kwargs) -> torch.Tensor:
     """Run :func:`iter_sample` to completion and return the final estimate."""
-    x = y
-    for _, _, x in iter_sample(net, y, tau, **kwargs):
-        pass
-    return x
+    return run_to_end(iter_sample(net, y, tau, **kwargs))

@@ -1,4 +1,5 @@
 """Per-pixel sampling schedules: every pixel starts at its own time τ(p) and reaches 0 in K steps."""
+
 from __future__ import annotations
 
 import torch

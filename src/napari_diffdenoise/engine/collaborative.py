@@ -25,6 +25,7 @@ reference patch. Everything is torch, on the denoiser's device, and the image is
 bands of reference rows so memory stays bounded for large planes. This module has no Qt or
 napari dependency; ``denoise(..., wiener=w)`` blends its output with the network's.
 """
+
 from __future__ import annotations
 
 from collections.abc import Generator
@@ -34,9 +35,18 @@ import numpy as np
 from .._progress import run_to_end
 from .._validation import check_int, check_number
 
-__all__ = ["collaborative_wiener", "iter_collaborative_wiener", "collaborative_threshold",
-           "iter_collaborative_threshold", "wiener_bands", "PATCH", "STRIDE", "RADIUS", "GROUP",
-           "THRESHOLD"]
+__all__ = [
+    "collaborative_wiener",
+    "iter_collaborative_wiener",
+    "collaborative_threshold",
+    "iter_collaborative_threshold",
+    "wiener_bands",
+    "PATCH",
+    "STRIDE",
+    "RADIUS",
+    "GROUP",
+    "THRESHOLD",
+]
 
 #: BM3D's Wiener-stage settings for σ ≤ 40 (Dabov et al. 2007; the ``bm3d`` package's "np"
 #: profile), with a fixed group size
@@ -75,11 +85,12 @@ def _bands(h: int, w: int, patch: int, stride: int, radius: int) -> list[np.ndar
     """The reference rows, split into bands that bound the block-matching memory."""
     rows, nc = _grid(h, patch, stride), len(_grid(w, patch, stride))
     per_band = max(1, _BAND_ELEMENTS // ((2 * radius + 1) ** 2 * nc))
-    return [rows[i:i + per_band] for i in range(0, len(rows), per_band)]
+    return [rows[i : i + per_band] for i in range(0, len(rows), per_band)]
 
 
-def wiener_bands(h: int, w: int, *, patch: int = PATCH, stride: int = STRIDE,
-                 radius: int = RADIUS) -> int:
+def wiener_bands(
+    h: int, w: int, *, patch: int = PATCH, stride: int = STRIDE, radius: int = RADIUS
+) -> int:
     """How many ``(done, total)`` steps :func:`iter_collaborative_wiener` yields for an
     ``h × w`` plane."""
     if h < patch or w < patch:
@@ -120,9 +131,19 @@ def iter_collaborative_wiener(
     device=None,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Generator form of :func:`collaborative_wiener`: yields ``(bands done, bands)``."""
-    return (yield from _iter_collaborative(noisy, pilot, sigma, patch=patch, stride=stride,
-                                           radius=radius, group=group, device=device,
-                                           threshold=None))
+    return (
+        yield from _iter_collaborative(
+            noisy,
+            pilot,
+            sigma,
+            patch=patch,
+            stride=stride,
+            radius=radius,
+            group=group,
+            device=device,
+            threshold=None,
+        )
+    )
 
 
 def iter_collaborative_threshold(
@@ -138,13 +159,22 @@ def iter_collaborative_threshold(
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Generator form of :func:`collaborative_threshold`: yields ``(bands done, bands)``."""
     threshold = check_number(threshold, "threshold", low=0.0)
-    return (yield from _iter_collaborative(noisy, noisy, sigma, patch=patch, stride=stride,
-                                           radius=radius, group=group, device=device,
-                                           threshold=float(threshold)))
+    return (
+        yield from _iter_collaborative(
+            noisy,
+            noisy,
+            sigma,
+            patch=patch,
+            stride=stride,
+            radius=radius,
+            group=group,
+            device=device,
+            threshold=float(threshold),
+        )
+    )
 
 
-def _iter_collaborative(noisy, pilot, sigma, *, patch, stride, radius, group, device,
-                        threshold):
+def _iter_collaborative(noisy, pilot, sigma, *, patch, stride, radius, group, device, threshold):
     """The shared loop: groups matched on ``pilot``, the noisy groups shrunk by the pilot's
     Wiener gain (``threshold`` None) or hard-thresholded at ``threshold·σ``."""
     import torch
@@ -153,9 +183,13 @@ def _iter_collaborative(noisy, pilot, sigma, *, patch, stride, radius, group, de
     y = np.asarray(noisy, dtype=np.float32)
     p0 = np.asarray(pilot, dtype=np.float32)
     if y.ndim != 2 or p0.shape != y.shape:
-        raise ValueError(f"noisy and pilot must be 2D arrays of one shape, got {y.shape} and {p0.shape}")
+        raise ValueError(
+            f"noisy and pilot must be 2D arrays of one shape, got {y.shape} and {p0.shape}"
+        )
     if not (np.isfinite(y).all() and np.isfinite(p0).all()):
-        raise ValueError("noisy must be finite" if threshold is not None else "noisy and pilot must be finite")
+        raise ValueError(
+            "noisy must be finite" if threshold is not None else "noisy and pilot must be finite"
+        )
     s2 = np.broadcast_to(np.asarray(sigma, dtype=np.float32), y.shape) ** 2
     if not np.isfinite(s2).all() or (np.asarray(sigma) < 0).any():
         raise ValueError("sigma must be finite and >= 0")
@@ -180,7 +214,9 @@ def _iter_collaborative(noisy, pilot, sigma, *, patch, stride, radius, group, de
     t1 = torch.from_numpy(_dct_matrix(group)).float().to(dev)
     kw = np.kaiser(patch, _KAISER_BETA)
     kaiser = torch.from_numpy(np.outer(kw, kw).ravel()).float().to(dev)
-    offs = (torch.arange(patch, device=dev)[:, None] * w + torch.arange(patch, device=dev)[None, :]).ravel()
+    offs = (
+        torch.arange(patch, device=dev)[:, None] * w + torch.arange(patch, device=dev)[None, :]
+    ).ravel()
     cols_t = torch.from_numpy(cols).to(dev)
 
     y_t = torch.from_numpy(np.ascontiguousarray(y)).to(dev)
@@ -198,23 +234,27 @@ def _iter_collaborative(noisy, pilot, sigma, *, patch, stride, radius, group, de
         hb = r_hi - r_lo
         # the pilot region, zero-padded; candidates that leave the image are masked below
         reg = F.pad(p_t[r_lo:r_hi][None, None], (radius,) * 4)[0, 0]
-        ref = reg[radius:radius + hb, radius:radius + w]
+        ref = reg[radius : radius + hb, radius : radius + w]
         dist = torch.empty((2 * radius + 1, 2 * radius + 1, len(band_rows), nc), device=dev)
         for iy in range(2 * radius + 1):
-            shifted = reg[iy:iy + hb].unfold(1, w, 1)  # (hb, dx, w): the region moved by (dy, dx)
+            shifted = reg[iy : iy + hb].unfold(1, w, 1)  # (hb, dx, w): the region moved by (dy, dx)
             d2 = (ref[:, None, :] - shifted).square_()
             # patch sums at the reference rows, then at the reference columns
             rs = _patch_sums(d2, 0, band_rows - r_lo, patch)  # (refs in band, dx, w)
             dist[iy] = _patch_sums(rs, 2, cols, patch).transpose(0, 1)
         band_r = torch.from_numpy(band_rows).to(dev)
         ok_r = ((band_r[None, :] + ar[:, None] - radius) >= 0) & (
-            (band_r[None, :] + ar[:, None] - radius) <= h - patch)
+            (band_r[None, :] + ar[:, None] - radius) <= h - patch
+        )
         ok_c = ((cols_t[None, :] + ar[:, None] - radius) >= 0) & (
-            (cols_t[None, :] + ar[:, None] - radius) <= w - patch)
+            (cols_t[None, :] + ar[:, None] - radius) <= w - patch
+        )
         dist.masked_fill_(~(ok_r[:, None, :, None] & ok_c[None, :, None, :]), float("inf"))
         dist[radius, radius] = -1.0  # every group holds its reference patch (ties: flat pilots)
         dist = dist.reshape(n_disp, -1)
-        idx = torch.topk(dist, group, dim=0, largest=False).indices.T  # (refs, group), nearest first
+        idx = torch.topk(
+            dist, group, dim=0, largest=False
+        ).indices.T  # (refs, group), nearest first
         del dist
         dy, dx = idx // (2 * radius + 1) - radius, idx % (2 * radius + 1) - radius
         ref_r = torch.from_numpy(band_rows).to(dev).repeat_interleave(nc)[:, None]
@@ -222,10 +262,10 @@ def _iter_collaborative(noisy, pilot, sigma, *, patch, stride, radius, group, de
         top = (ref_r + dy) * w + (ref_c + dx)  # absolute flat index of each patch's corner
         s2_g = s2_ref[ref_r[:, 0], ref_c[:, 0]].clamp_min(1e-12)
         for c0 in range(0, top.shape[0], _GROUP_CHUNK):
-            pix = top[c0:c0 + _GROUP_CHUNK, :, None] + offs  # (n, group, patch²)
+            pix = top[c0 : c0 + _GROUP_CHUNK, :, None] + offs  # (n, group, patch²)
             gy = y_t.reshape(-1)[pix]
             sy = t1 @ gy @ t2.T
-            v = s2_g[c0:c0 + _GROUP_CHUNK, None, None]
+            v = s2_g[c0 : c0 + _GROUP_CHUNK, None, None]
             if threshold is None:  # the empirical Wiener gain of the pilot's spectrum
                 gp = p_t.reshape(-1)[pix]
                 sp = t1 @ gp @ t2.T
@@ -246,8 +286,17 @@ def _iter_collaborative(noisy, pilot, sigma, *, patch, stride, radius, group, de
     return out.cpu().numpy()
 
 
-def collaborative_wiener(noisy, pilot, sigma, *, patch: int = PATCH, stride: int = STRIDE,
-                         radius: int = RADIUS, group: int = GROUP, device=None) -> np.ndarray:
+def collaborative_wiener(
+    noisy,
+    pilot,
+    sigma,
+    *,
+    patch: int = PATCH,
+    stride: int = STRIDE,
+    radius: int = RADIUS,
+    group: int = GROUP,
+    device=None,
+) -> np.ndarray:
     """Collaborative (BM3D-style) Wiener filter of ``noisy`` guided by the estimate ``pilot``.
 
     Parameters
@@ -265,13 +314,31 @@ def collaborative_wiener(noisy, pilot, sigma, *, patch: int = PATCH, stride: int
     -------
     numpy.ndarray (float32), the filtered image. The inputs are not modified.
     """
-    return run_to_end(iter_collaborative_wiener(noisy, pilot, sigma, patch=patch, stride=stride,
-                                            radius=radius, group=group, device=device))
+    return run_to_end(
+        iter_collaborative_wiener(
+            noisy,
+            pilot,
+            sigma,
+            patch=patch,
+            stride=stride,
+            radius=radius,
+            group=group,
+            device=device,
+        )
+    )
 
 
-def collaborative_threshold(noisy, sigma, *, threshold: float = THRESHOLD, patch: int = PATCH,
-                            stride: int = STRIDE, radius: int = RADIUS, group: int = GROUP,
-                            device=None) -> np.ndarray:
+def collaborative_threshold(
+    noisy,
+    sigma,
+    *,
+    threshold: float = THRESHOLD,
+    patch: int = PATCH,
+    stride: int = STRIDE,
+    radius: int = RADIUS,
+    group: int = GROUP,
+    device=None,
+) -> np.ndarray:
     """Collaborative hard thresholding of ``noisy`` (BM3D's first stage, with a DCT in place of
     its biorthogonal and Haar transforms): groups of similar patches matched on the noisy image,
     their 3D-transform coefficients below ``threshold·σ`` zeroed.
@@ -293,6 +360,15 @@ def collaborative_threshold(noisy, sigma, *, threshold: float = THRESHOLD, patch
     -------
     numpy.ndarray (float32), the filtered image. The input is not modified.
     """
-    return run_to_end(iter_collaborative_threshold(noisy, sigma, threshold=threshold, patch=patch,
-                                               stride=stride, radius=radius, group=group,
-                                               device=device))
+    return run_to_end(
+        iter_collaborative_threshold(
+            noisy,
+            sigma,
+            threshold=threshold,
+            patch=patch,
+            stride=stride,
+            radius=radius,
+            group=group,
+            device=device,
+        )
+    )

@@ -4,6 +4,7 @@ The work is done by the generator :func:`iter_denoise`, which yields ``(done, to
 and returns the result; :func:`denoise` drives it synchronously, a widget can drive it from a
 ``thread_worker`` and cancel between yields.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
@@ -72,11 +73,15 @@ def _sigma_from_inputs(arr, time_map, sigma, intensity: IntensityRange) -> np.nd
             sig = _time_levels_to_sigma(time_map, arr, intensity)
         else:
             if data.dtype.kind != "f":
-                raise TypeError(f"time_map must hold floats in [0, 1] or integer levels, got {data.dtype}")
+                raise TypeError(
+                    f"time_map must hold floats in [0, 1] or integer levels, got {data.dtype}"
+                )
             if not np.isfinite(data).all():
                 raise ValueError("time_map contains NaN or infinite values")
             if data.size and (data.min() < 0 or data.max() > 1):
-                raise ValueError(f"time_map values must lie in [0, 1], got [{data.min():.3g}, {data.max():.3g}]")
+                raise ValueError(
+                    f"time_map values must lie in [0, 1], got [{data.min():.3g}, {data.max():.3g}]"
+                )
             sig = data.astype(np.float32) * np.float32(SIGMA_MAX * intensity.scale)
         name = "time_map"
     elif sigma is not None:
@@ -94,7 +99,9 @@ def _sigma_from_inputs(arr, time_map, sigma, intensity: IntensityRange) -> np.nd
     try:
         sig = np.broadcast_to(sig, arr.shape)
     except ValueError:
-        raise ValueError(f"{name} of shape {sig.shape} does not match the image shape {arr.shape}") from None
+        raise ValueError(
+            f"{name} of shape {sig.shape} does not match the image shape {arr.shape}"
+        ) from None
     return sig
 
 
@@ -153,8 +160,12 @@ def iter_denoise(
     from ..diffusion.impulses import IMPULSE_TIME, fill_missing
     from ..diffusion.samplers import check_sampler_args, iter_sample
     from ..model.registry import load_model
-    from .collaborative import (PATCH, iter_collaborative_threshold, iter_collaborative_wiener,
-                                wiener_bands)
+    from .collaborative import (
+        PATCH,
+        iter_collaborative_threshold,
+        iter_collaborative_wiener,
+        wiener_bands,
+    )
     from .device import resolve_device, resolve_precision
     from .tiling import blend_weight, tile_slices
 
@@ -175,8 +186,11 @@ def iter_denoise(
     if auto and (eta > 0 or samples > 1):  # SURE needs a deterministic estimate
         auto, wiener = False, AUTO_FALLBACK
     torch_device = resolve_device(device)
-    amp = resolve_precision(loaded.precision if precision is None else precision, torch_device,
-                            preferred=precision is None)
+    amp = resolve_precision(
+        loaded.precision if precision is None else precision,
+        torch_device,
+        preferred=precision is None,
+    )
     intensity = robust_range(arr)
     sigma_map = _sigma_from_inputs(arr, time_map, sigma, intensity)
 
@@ -254,9 +268,16 @@ def iter_denoise(
                 est = torch.zeros((th, tw), dtype=torch.float64)
                 for k in range(members):
                     yk, tk = _dihedral(yp, k), _dihedral(tp, k)
-                    for _, _, xk in iter_sample(call, yk, tk, sampler=sampler, steps=steps,
-                                                eta=eta, sigma_max=sig_max,
-                                                generator=noise_generator):
+                    for _, _, xk in iter_sample(  # noqa: B007 (the last state is the estimate)
+                        call,
+                        yk,
+                        tk,
+                        sampler=sampler,
+                        steps=steps,
+                        eta=eta,
+                        sigma_max=sig_max,
+                        generator=noise_generator,
+                    ):
                         done += 1
                         yield done, total
                     xk = _undihedral(xk, k)[0, 0, _PAD : _PAD + th, _PAD : _PAD + tw]
@@ -273,7 +294,11 @@ def iter_denoise(
             acc[rs, cs] += wgt * mean
             wsum[rs, cs] += wgt
             if acc2 is not None:
-                var = np.maximum((tile_sq / n_samples).numpy() - mean**2, 0.0) * n_samples / (n_samples - 1)
+                var = (
+                    np.maximum((tile_sq / n_samples).numpy() - mean**2, 0.0)
+                    * n_samples
+                    / (n_samples - 1)
+                )
                 acc2[rs, cs] += wgt * np.sqrt(var)
             if acc0 is not None:
                 acc0[rs, cs] += wgt * tile_first[keep_r, keep_c].numpy()
@@ -292,7 +317,8 @@ def iter_denoise(
 
     for i in range(n_planes):
         yn, tau, impulse, rep = _plane_tau_and_input(
-            flat[i], None if sig_flat is None else sig_flat[i], intensity, sig_max)
+            flat[i], None if sig_flat is None else sig_flat[i], intensity, sig_max
+        )
         report = rep if rep is not None else report
         y_t = torch.from_numpy(np.ascontiguousarray(yn)).view(1, 1, h, w)
         tau_t = torch.from_numpy(np.ascontiguousarray(tau)).view(1, 1, h, w)
@@ -300,7 +326,9 @@ def iter_denoise(
         if has_impulses:
             miss = torch.from_numpy(impulse).view(1, 1, h, w)
             y_t = fill_missing(y_t, miss)
-            tau_t = torch.where(miss, torch.full_like(tau_t, IMPULSE_TIME * SIGMA_MAX / sig_max), tau_t)
+            tau_t = torch.where(
+                miss, torch.full_like(tau_t, IMPULSE_TIME * SIGMA_MAX / sig_max), tau_t
+            )
         tau_out[i] = tau_t[0, 0].numpy()
         # ("auto" keeps the identity copy's estimate: the probe's pass is compared with it)
         mean, spread, first = yield from run_plane(y_t, tau_t, ensemble, samples, auto)
@@ -315,7 +343,9 @@ def iter_denoise(
             s_n = tau_out[i] * np.float32(sig_max)
             noisy_px = s_n[s_n > 0]
             if not auto:
-                cw = yield from filter_pass(iter_collaborative_wiener(yn, mean, s_n, device=torch_device))
+                cw = yield from filter_pass(
+                    iter_collaborative_wiener(yn, mean, s_n, device=torch_device)
+                )
                 pilot, weight = mean, wiener
             elif noisy_px.size == 0 or min(h, w) < PATCH:
                 # nothing is noisy (the network's pixels are the unchanged ones), or the plane
@@ -338,32 +368,53 @@ def iter_denoise(
                 # filters at ±SURE_EPSILON_FILTERS·σ, a larger step since block matching and
                 # thresholds make them jump
                 probe = np.random.default_rng(SURE_PROBE_SEED).choice(
-                    np.float32([-1.0, 1.0]), size=(h, w))
+                    np.float32([-1.0, 1.0]), size=(h, w)
+                )
                 scale = float(np.median(noisy_px))
                 eps = np.float32(max(SURE_EPSILON * scale, 1e-5))
                 eps_f = np.float32(max(SURE_EPSILON_FILTERS * scale, 1e-5))
                 yn_f = yn + eps_f * probe  # (y_t is yn here: impulse planes skip the step)
-                ht = yield from filter_pass(iter_collaborative_threshold(yn, s_n, device=torch_device))
-                ht_f = yield from filter_pass(iter_collaborative_threshold(yn_f, s_n, device=torch_device))
+                ht = yield from filter_pass(
+                    iter_collaborative_threshold(yn, s_n, device=torch_device)
+                )
+                ht_f = yield from filter_pass(
+                    iter_collaborative_threshold(yn_f, s_n, device=torch_device)
+                )
                 moved, _, _ = yield from run_plane(
-                    torch.from_numpy(yn + eps * probe).view(1, 1, h, w), tau_t, 1, 1, False)
+                    torch.from_numpy(yn + eps * probe).view(1, 1, h, w), tau_t, 1, 1, False
+                )
                 mean_f = mean + (moved - first) * (eps_f / eps)
-                b = float(np.clip(sure_blend_weight(yn, mean, ht, mean_f, ht_f, probe, eps_f,
-                                                    s_n)[0], 0.0, 1.0))
+                b = float(
+                    np.clip(
+                        sure_blend_weight(yn, mean, ht, mean_f, ht_f, probe, eps_f, s_n)[0],
+                        0.0,
+                        1.0,
+                    )
+                )
                 pilot = (1.0 - b) * mean + b * ht
                 pilot_f = (1.0 - b) * mean_f + b * ht_f
                 passes = []
                 for patch, bands in ((PATCH, n_bands), (FINE_PATCH, n_fine)):
                     for obs, guide in ((yn, pilot), (yn_f, pilot_f)):
-                        passes.append((yield from filter_pass(iter_collaborative_wiener(
-                            obs, guide, s_n, patch=patch, device=torch_device), bands)))
+                        passes.append(
+                            (
+                                yield from filter_pass(
+                                    iter_collaborative_wiener(
+                                        obs, guide, s_n, patch=patch, device=torch_device
+                                    ),
+                                    bands,
+                                )
+                            )
+                        )
                 coarse, coarse_f, fine, fine_f = passes
-                c = fine_patch_share(*sure_blend_weight(yn, coarse, fine, coarse_f, fine_f,
-                                                        probe, eps_f, s_n))
+                c = fine_patch_share(
+                    *sure_blend_weight(yn, coarse, fine, coarse_f, fine_f, probe, eps_f, s_n)
+                )
                 cw = (1.0 - c) * coarse + c * fine
                 cw_f = (1.0 - c) * coarse_f + c * fine_f
-                weight = auto_wiener_weight(*sure_blend_weight(
-                    yn, pilot, cw, pilot_f, cw_f, probe, eps_f, s_n))
+                weight = auto_wiener_weight(
+                    *sure_blend_weight(yn, pilot, cw, pilot_f, cw_f, probe, eps_f, s_n)
+                )
                 weights.append(weight)
                 ht_weights.append(b)
                 fine_weights.append(c)
@@ -378,9 +429,15 @@ def iter_denoise(
         result = np.where(untouched, arr.astype(np.float32), result)
     result = _cast(result, arr.dtype if output_dtype is None else output_dtype)
     std = None if std_out is None else (std_out * np.float32(intensity.scale)).reshape(arr.shape)
-    return DenoiseResult(result, std, tau_out.reshape(arr.shape), report,
-                         weights if auto else None, ht_weights if auto else None,
-                         fine_weights if auto else None)
+    return DenoiseResult(
+        result,
+        std,
+        tau_out.reshape(arr.shape),
+        report,
+        weights if auto else None,
+        ht_weights if auto else None,
+        fine_weights if auto else None,
+    )
 
 
 #: the Monte-Carlo probe's step for the network, relative to the median noise std (SURE's
@@ -415,8 +472,9 @@ def _check_wiener(wiener) -> tuple[float, bool]:
         raise ValueError(f"wiener must be a weight in [0, 1] or 'auto', got {wiener!r}") from None
 
 
-def sure_blend_weight(y, f, g, f_p, g_p, probe, eps, sigma, *,
-                      blocks: int = 8) -> tuple[float, float]:
+def sure_blend_weight(
+    y, f, g, f_p, g_p, probe, eps, sigma, *, blocks: int = 8
+) -> tuple[float, float]:
     """The weight ``a`` of ``(1 − a)·f + a·g`` that minimises Stein's unbiased risk estimate
     of its mean squared error against the clean image, for 2D observations ``y`` with
     independent Gaussian(-like) noise of per-pixel std ``sigma``, and its uncertainty.
@@ -603,11 +661,25 @@ def denoise(
     if return_std and samples < 2:
         raise ValueError("return_std needs samples > 1 with sampler='indi' and eta > 0")
     steps_of_work = iter_denoise(
-        image, time_map, sigma=sigma, model=model, steps=steps, sampler=sampler, eta=eta,
-        samples=samples, ensemble=ensemble, wiener=wiener, device=device, precision=precision,
-        seed=seed, tile_size=tile_size, output_dtype=output_dtype)
+        image,
+        time_map,
+        sigma=sigma,
+        model=model,
+        steps=steps,
+        sampler=sampler,
+        eta=eta,
+        samples=samples,
+        ensemble=ensemble,
+        wiener=wiener,
+        device=device,
+        precision=precision,
+        seed=seed,
+        tile_size=tile_size,
+        output_dtype=output_dtype,
+    )
     result: DenoiseResult = run_to_end(
-        steps_of_work, None if progress is None else (lambda step: progress(*step)))
+        steps_of_work, None if progress is None else (lambda step: progress(*step))
+    )
     if return_details:
         return result
     if return_std:

@@ -1,10 +1,17 @@
 """Device selection: ``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
+
 from __future__ import annotations
 
 import time
-from functools import lru_cache
+from functools import cache
 
-__all__ = ["resolve_device", "available_devices", "PRECISIONS", "resolve_precision", "fast_bfloat16"]
+__all__ = [
+    "resolve_device",
+    "available_devices",
+    "PRECISIONS",
+    "resolve_precision",
+    "fast_bfloat16",
+]
 
 #: Arithmetic of the network's convolutions: full float32, or autocast to a 16-bit type.
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -33,7 +40,9 @@ def resolve_device(device="auto"):
     elif isinstance(device, str):
         name = device.strip().lower()
     else:
-        raise TypeError(f"device must be a string like 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
+        raise TypeError(
+            f"device must be a string like 'auto', 'cpu', 'cuda' or 'mps', got {device!r}"
+        )
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -44,20 +53,30 @@ def resolve_device(device="auto"):
     try:
         dev = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}; available: {', '.join(available_devices())}") from exc
+        raise ValueError(
+            f"unknown device {device!r}; available: {', '.join(available_devices())}"
+        ) from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available; "
-                             f"available: {', '.join(available_devices())}")
+            raise ValueError(
+                f"device {device!r} requested but CUDA is not available; "
+                f"available: {', '.join(available_devices())}"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} does not exist; available: {', '.join(available_devices())}")
+            raise ValueError(
+                f"device {device!r} does not exist; available: {', '.join(available_devices())}"
+            )
     elif dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ValueError(f"device 'mps' requested but Apple MPS is not available; "
-                             f"available: {', '.join(available_devices())}")
+            raise ValueError(
+                f"device 'mps' requested but Apple MPS is not available; "
+                f"available: {', '.join(available_devices())}"
+            )
     elif dev.type != "cpu":
-        raise ValueError(f"unsupported device {device!r}; available: {', '.join(available_devices())}")
+        raise ValueError(
+            f"unsupported device {device!r}; available: {', '.join(available_devices())}"
+        )
     return dev
 
 
@@ -76,15 +95,17 @@ def fast_bfloat16(dev) -> bool:
         return bool(torch.cuda.is_bf16_supported())
     if dev.type == "cpu":
         try:
-            native = bool(torch.backends.mkldnn.is_available()
-                          and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            native = bool(
+                torch.backends.mkldnn.is_available()
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            )
         except (AttributeError, RuntimeError):
             return False
         return native and _cpu_bfloat16_is_faster(torch.get_num_threads())
     return False
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cpu_bfloat16_is_faster(threads: int) -> bool:
     """Time a 3×3 convolution like the network's (32 channels, channels-last, 96², no grad) in
     float32 and under bfloat16 autocast, best of 3 after a warm-up; bfloat16 must win by 20 %
@@ -126,7 +147,9 @@ def resolve_precision(precision, dev, *, preferred: bool = False):
         if dev.type == "cpu":
             if preferred:
                 return None
-            raise ValueError("precision='float16' needs a GPU (cuda or mps); use 'bfloat16' on the CPU")
+            raise ValueError(
+                "precision='float16' needs a GPU (cuda or mps); use 'bfloat16' on the CPU"
+            )
         return torch.float16
     if preferred and not fast_bfloat16(dev):
         return None

@@ -1,5 +1,6 @@
 """Overlapping tiles with smooth blending weights, so images of any size fit in memory and the
 seams do not show (the UNet has no normalisation layer, so overlapping tiles agree)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ def tile_slices(shape: tuple[int, int], tile: int, overlap: int) -> Iterator[tup
 
 def blend_weight(h: int, w: int, overlap: int) -> np.ndarray:
     """A separable weight that ramps from ~0 to 1 over ``overlap`` pixels at every edge."""
+
     def ramp(n: int) -> np.ndarray:
         r = np.ones(n, dtype=np.float32)
         k = min(overlap, n // 2)

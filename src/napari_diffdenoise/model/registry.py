@@ -3,6 +3,7 @@
 A *preset* is a bundled weight file plus sampling defaults (sampler, steps, self-ensemble), so
 users pick a point on the speed/quality trade-off by name.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .unet import TimeUNet
 
 __all__ = [
-    "PRESETS", "LoadedModel", "list_models", "load_model", "model_path", "user_models_dir",
+    "PRESETS",
+    "LoadedModel",
+    "list_models",
+    "load_model",
+    "model_path",
+    "user_models_dir",
     "bundled_dir",
 ]
 
@@ -38,13 +44,28 @@ class Preset:
 #: The bundled presets, points on the speed/quality trade-off (measured in
 #: docs/bench_denoise.md; why these settings: docs/design/denoiser.md).
 PRESETS: dict[str, Preset] = {
-    "default": Preset("default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"),
-    "fast": Preset("default", "direct", 1, 1, "one step in bfloat16 where that is faster (CUDA "
-                   "GPUs; CPUs where a one-off timing finds it so), else the same as default",
-                   "bfloat16"),
-    "quality": Preset("default", "direct", 1, 8, "bundled model with 8-fold flip/rotation "
-                      "self-ensemble, blended with BM3D-style collaborative filters that use "
-                      "similar patches across the image (weights chosen by SURE)", wiener="auto"),
+    "default": Preset(
+        "default", "direct", 1, 1, "bundled model, one step: fast, best PSNR per second"
+    ),
+    "fast": Preset(
+        "default",
+        "direct",
+        1,
+        1,
+        "one step in bfloat16 where that is faster (CUDA "
+        "GPUs; CPUs where a one-off timing finds it so), else the same as default",
+        "bfloat16",
+    ),
+    "quality": Preset(
+        "default",
+        "direct",
+        1,
+        8,
+        "bundled model with 8-fold flip/rotation "
+        "self-ensemble, blended with BM3D-style collaborative filters that use "
+        "similar patches across the image (weights chosen by SURE)",
+        wiener="auto",
+    ),
 }
 
 
@@ -68,7 +89,7 @@ class LoadedModel:
 
     name: str
     path: Path
-    net: "TimeUNet"
+    net: TimeUNet
     info: ModelInfo
     sampler: str = "direct"
     steps: int = 1
@@ -81,31 +102,39 @@ class LoadedModel:
         return self.info.sigma_max
 
     def __repr__(self) -> str:
-        return (f"LoadedModel(name={self.name!r}, sampler={self.sampler!r}, steps={self.steps}, "
-                f"ensemble={self.ensemble}, precision={self.precision!r}, wiener={self.wiener!r}, parameters={self.net.parameter_count()}, "
-                f"sigma_max={self.sigma_max})")
+        return (
+            f"LoadedModel(name={self.name!r}, sampler={self.sampler!r}, steps={self.steps}, "
+            f"ensemble={self.ensemble}, precision={self.precision!r}, wiener={self.wiener!r}, parameters={self.net.parameter_count()}, "
+            f"sigma_max={self.sigma_max})"
+        )
 
 
 def _user_models() -> dict[str, Path]:
     folder = user_models_dir()
     if not folder.is_dir():
         return {}
-    return {p.stem: p for p in sorted(folder.glob("*.safetensors")) if p.with_suffix(".json").is_file()}
+    return {
+        p.stem: p for p in sorted(folder.glob("*.safetensors")) if p.with_suffix(".json").is_file()
+    }
 
 
 def list_models() -> list[str]:
     """Names accepted by :func:`load_model` and ``denoise(model=...)``: presets first, then the
     user's saved models (fine-tuned ones)."""
-    bundled = [name for name, p in PRESETS.items() if (bundled_dir() / f"{p.weights}.safetensors").is_file()]
+    bundled = [
+        name
+        for name, p in PRESETS.items()
+        if (bundled_dir() / f"{p.weights}.safetensors").is_file()
+    ]
     return bundled + [n for n in _user_models() if n not in PRESETS]
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str, mtime: float) -> tuple["TimeUNet", ModelInfo]:
+def _load_cached(path: str, mtime: float) -> tuple[TimeUNet, ModelInfo]:
     return load_weights(path)
 
 
-def load_model(name_or_path: "str | os.PathLike | LoadedModel" = "default") -> LoadedModel:
+def load_model(name_or_path: str | os.PathLike | LoadedModel = "default") -> LoadedModel:
     """Load a preset, a saved model by name, or a ``.safetensors`` file (with its ``.json``).
 
     Raises ``LookupError`` for unknown names (listing the available ones) and ``OSError`` for
@@ -120,12 +149,20 @@ def load_model(name_or_path: "str | os.PathLike | LoadedModel" = "default") -> L
     else:
         name, settings = path.stem, Preset(path.stem, "direct", 1, 1, "")
     net, info = _load_cached(str(path.resolve()), path.stat().st_mtime)
-    return LoadedModel(name=name, path=path, net=net, info=info, sampler=settings.sampler,
-                       steps=settings.steps, ensemble=settings.ensemble,
-                       precision=settings.precision, wiener=settings.wiener)
+    return LoadedModel(
+        name=name,
+        path=path,
+        net=net,
+        info=info,
+        sampler=settings.sampler,
+        steps=settings.steps,
+        ensemble=settings.ensemble,
+        precision=settings.precision,
+        wiener=settings.wiener,
+    )
 
 
-def model_path(name_or_path: "str | os.PathLike") -> tuple[Path, Preset | None]:
+def model_path(name_or_path: str | os.PathLike) -> tuple[Path, Preset | None]:
     """Where the weights named by ``name_or_path`` are, and the preset it names (if any).
 
     The one rule for names and paths, shared by :func:`load_model` and training warm starts:

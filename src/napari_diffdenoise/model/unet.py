@@ -10,6 +10,7 @@ Blocks have no normalisation layer by default (as in DRUNet): GroupNorm statisti
 whole input, so a tiled run would give tile-dependent results and visible seams. ``norm="group"``
 is available for experiments.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ class UNetConfig:
     in_planes: int = 3
 
     @classmethod
-    def from_dict(cls, data: dict) -> "UNetConfig":
+    def from_dict(cls, data: dict) -> UNetConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
@@ -201,8 +202,10 @@ def deepen_state_dict(state: dict[str, torch.Tensor], model: TimeUNet) -> dict[s
     for key, value in target.items():
         if key in state:
             if state[key].shape != value.shape:
-                raise ValueError(f"{key}: shape {tuple(state[key].shape)} in the weights, "
-                                 f"{tuple(value.shape)} in the model (channels differ)")
+                raise ValueError(
+                    f"{key}: shape {tuple(state[key].shape)} in the weights, "
+                    f"{tuple(value.shape)} in the model (channels differ)"
+                )
             out[key] = state[key].to(value.dtype)
             continue
         group = _block_group(key)

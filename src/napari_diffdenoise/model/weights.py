@@ -3,6 +3,7 @@
 The JSON sidecar holds the architecture, σ_max, the normalisation, the training data and recipe
 and the format version, so a weight file is self-describing and loads offline.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,16 +77,20 @@ def read_info(path: str | Path) -> ModelInfo:
     try:
         data = json.loads(Path(json_path).read_text())
     except FileNotFoundError as exc:
-        raise OSError(f"model description {json_path} is missing (every .safetensors file "
-                      "needs its .json sidecar)") from exc
+        raise OSError(
+            f"model description {json_path} is missing (every .safetensors file "
+            "needs its .json sidecar)"
+        ) from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OSError(f"model description {json_path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise OSError(f"model description {json_path} must hold a JSON object")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
-        raise OSError(f"{json_path}: unsupported model format version {version!r} "
-                      f"(this napari-diffdenoise reads version {FORMAT_VERSION})")
+        raise OSError(
+            f"{json_path}: unsupported model format version {version!r} "
+            f"(this napari-diffdenoise reads version {FORMAT_VERSION})"
+        )
     try:
         arch = UNetConfig.from_dict(data["architecture"])
         sigma_max = float(data["sigma_max"])
@@ -104,7 +109,7 @@ def read_info(path: str | Path) -> ModelInfo:
     )
 
 
-def read_tensors(path: str | Path) -> dict[str, "torch.Tensor"]:
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file (on the CPU), never unpickled.
 
     ``OSError`` when the file is missing, is not a valid safetensors file (a pickle, truncated,
@@ -141,8 +146,10 @@ def load_weights(path: str | Path) -> tuple[TimeUNet, ModelInfo]:
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        raise OSError(f"{weights_path} does not match its architecture description: "
-                      f"{str(exc).splitlines()[0]}") from exc
+        raise OSError(
+            f"{weights_path} does not match its architecture description: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
     model.eval()
     # Channels-last weights take oneDNN's fast convolution path: 2× faster on this 2-core CPU
     # (benchmarks/bench_denoise.py, speed section); outputs agree to ~1e-6.

@@ -12,6 +12,7 @@ Every group estimate (level set, cell) is the mean of the lower half of its weak
 patches' energies, since leftover texture can only add energy; the bias of this estimator under
 pure noise, selection included, is calibrated once by simulation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

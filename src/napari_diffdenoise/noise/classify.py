@@ -19,6 +19,7 @@ asymmetric: an entry below the model costs its squared error, an entry above cos
 error and a model-error floor. Costs plus a BIC penalty give the scores. Impulses are decided
 first, from the visibility-corrected impulse fraction.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,11 +88,17 @@ def _fit_linear_log(logv: np.ndarray, w: np.ndarray, design: np.ndarray) -> np.n
     return pred
 
 
-def _fit_poisson(means: np.ndarray, var: np.ndarray, dof: np.ndarray, logv: np.ndarray,
-                 clip_low: float | None, clip_high: float | None
-                 ) -> tuple[np.ndarray, float, float]:
-    fit = fit_variance_curve(means, var, dof, clip_low=clip_low, clip_high=clip_high,
-                             floor=MODEL_FLOOR)
+def _fit_poisson(
+    means: np.ndarray,
+    var: np.ndarray,
+    dof: np.ndarray,
+    logv: np.ndarray,
+    clip_low: float | None,
+    clip_high: float | None,
+) -> tuple[np.ndarray, float, float]:
+    fit = fit_variance_curve(
+        means, var, dof, clip_low=clip_low, clip_high=clip_high, floor=MODEL_FLOOR
+    )
     floor = 1e-12 * np.exp(logv.max())
     pred = np.log(np.maximum(fit.variance(means), floor))
     return pred, fit.gain, fit.baseline
@@ -143,9 +150,12 @@ def classify_table(
         ok &= clip_high - means > CLIP_MARGIN_SIGMAS * sd
     kinds = ("gaussian", "poisson", "spatially_variant")
     if ok.sum() < 4:
-        return ClassifierResult({"gaussian": 1.0, "poisson": 0.0, "spatially_variant": 0.0},
-                                dict.fromkeys(kinds, 0.0), int(ok.sum()),
-                                dict.fromkeys(kinds, 1.0))
+        return ClassifierResult(
+            {"gaussian": 1.0, "poisson": 0.0, "spatially_variant": 0.0},
+            dict.fromkeys(kinds, 0.0),
+            int(ok.sum()),
+            dict.fromkeys(kinds, 1.0),
+        )
     m, v, n = means[ok], variances[ok], dof[ok]
     y, x = cell_y[ok], cell_x[ok]
     logv = np.log(v)
@@ -165,8 +175,13 @@ def classify_table(
         design = design[:, design.any(axis=0)]
         if n_places > design.shape[1]:
             pred = _fit_linear_log(logv, w, design)
-            s_fits.append((float(_cost((logv - pred) * sw).sum()) + design.shape[1] * penalty,
-                           pred, design.shape[1]))
+            s_fits.append(
+                (
+                    float(_cost((logv - pred) * sw).sum()) + design.shape[1] * penalty,
+                    pred,
+                    design.shape[1],
+                )
+            )
     if not s_fits:
         design = np.ones((n_entries, 1))
         pred = _fit_linear_log(logv, w, design)

@@ -12,6 +12,7 @@ Pipeline (all statistics on a sample, so a 2048² plane takes a fraction of a se
 5. a (spatial cell x level set) table and a model comparison (:mod:`.classify`);
 6. the σ map, plane by plane, from the verdict's model (:mod:`.local` for spatially variant).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,8 +67,12 @@ class _PlaneData:
     clip: tuple[float | None, float | None]
 
 
-def _exclusion(plane: np.ndarray, imp: ImpulseResult, clip: tuple[float | None, float | None],
-               mask: np.ndarray | None) -> np.ndarray:
+def _exclusion(
+    plane: np.ndarray,
+    imp: ImpulseResult,
+    clip: tuple[float | None, float | None],
+    mask: np.ndarray | None,
+) -> np.ndarray:
     excl = imp.mask.copy()
     if clip[0] is not None:
         excl |= plane <= clip[0]
@@ -125,8 +130,9 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
         imp = detect_impulses(plane, valid=mask)
         clip = clipping_levels(plane[:: max(1, hw[0] // 512), :: max(1, hw[1] // 512)])
         excl = _exclusion(plane, imp, (None, None), mask)
-        sample = sample_patches(plane, patch=p, max_patches=MAX_PATCHES // len(fit_ids),
-                                exclude=excl)
+        sample = sample_patches(
+            plane, patch=p, max_patches=MAX_PATCHES // len(fit_ids), exclude=excl
+        )
         data.append(_PlaneData(sample, imp, clip))
     impulse_fraction = float(np.mean([d.impulses.fraction for d in data]))
     s_imp = impulse_score(impulse_fraction)
@@ -141,25 +147,45 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
         "impulse_score": s_imp,
     }
 
-    def report(kind: str, scores: dict[str, float], sigma: float, gain: float, base: float,
-               sigma_map: np.ndarray, imask: np.ndarray | None, cm: np.ndarray,
-               cv: np.ndarray) -> NoiseReport:
+    def report(
+        kind: str,
+        scores: dict[str, float],
+        sigma: float,
+        gain: float,
+        base: float,
+        sigma_map: np.ndarray,
+        imask: np.ndarray | None,
+        cm: np.ndarray,
+        cv: np.ndarray,
+    ) -> NoiseReport:
         full = {k: float(scores.get(k, 0.0)) for k in NOISE_REPORT_KINDS}
         total = sum(full.values()) or 1.0
         full = {k: v / total for k, v in full.items()}
         return NoiseReport(
-            kind=kind, scores=full, confidence=full[kind], sigma=float(sigma), gain=float(gain),
-            baseline_variance=float(base), impulse_fraction=impulse_fraction,
-            impulse_mask=imask, sigma_map=sigma_map, curve_means=np.asarray(cm, np.float64),
-            curve_variances=np.asarray(cv, np.float64), intensity_range=irange, shape=shape,
-            dtype=str(arr.dtype), details=details,
+            kind=kind,
+            scores=full,
+            confidence=full[kind],
+            sigma=float(sigma),
+            gain=float(gain),
+            baseline_variance=float(base),
+            impulse_fraction=impulse_fraction,
+            impulse_mask=imask,
+            sigma_map=sigma_map,
+            curve_means=np.asarray(cm, np.float64),
+            curve_variances=np.asarray(cv, np.float64),
+            intensity_range=irange,
+            shape=shape,
+            dtype=str(arr.dtype),
+            details=details,
         )
 
     # --- salt and pepper: impulses dominate
     if s_imp >= 0.5:
         planes = [np.asarray(plane_of(arr, int(i)), dtype=np.float64) for i in fit_ids[:2]]
-        excls = [_exclusion(pl, d.impulses, d.clip, roi_info.plane_mask(arr, int(i), lead))
-                 for pl, d, i in zip(planes, data, fit_ids[:2])]
+        excls = [
+            _exclusion(pl, d.impulses, d.clip, roi_info.plane_mask(arr, int(i), lead))
+            for pl, d, i in zip(planes, data, fit_ids[:2])
+        ]
         sigma = impulse_free_sigma(planes, excls, max_patches=MAX_PATCHES)
         imask = np.zeros(shape, dtype=bool)
         for i in range(n_lead):
@@ -174,8 +200,17 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
                 imask[...] = m
         sigma_map = np.full(shape, sigma, dtype=np.float32)
         scores = {"salt_and_pepper": s_imp, "gaussian": 1.0 - s_imp}
-        return report("salt_and_pepper", scores, sigma, 0.0, sigma**2, sigma_map, imask,
-                      np.empty(0), np.empty(0))
+        return report(
+            "salt_and_pepper",
+            scores,
+            sigma,
+            0.0,
+            sigma**2,
+            sigma_map,
+            imask,
+            np.empty(0),
+            np.empty(0),
+        )
 
     # --- constant (or nearly so) image
     spread = float(sample.values.std()) if len(sample) else 0.0
@@ -184,8 +219,17 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
     ):
         if len(sample) >= 2 * p * p or not float(np.ptp(arr)) > 0:
             sigma_map = np.zeros(shape, dtype=np.float32)
-            return report("gaussian", {"gaussian": 1.0}, 0.0, 0.0, 0.0, sigma_map, None,
-                          np.empty(0), np.empty(0))
+            return report(
+                "gaussian",
+                {"gaussian": 1.0},
+                0.0,
+                0.0,
+                0.0,
+                sigma_map,
+                None,
+                np.empty(0),
+                np.empty(0),
+            )
         raise ValueError(
             f"too few usable {p}x{p} patches ({len(sample)}) to estimate noise: the image or "
             "the roi is too small or mostly clipped"
@@ -206,15 +250,29 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
     n_bins = int(np.clip(len(sample) // 500, 4, CURVE_BINS))
     quant_var = quantization_variance(sample.values)
     details["quantization_variance"] = quant_var
-    fit, cm, cv, _ = estimate_curve(sample, energy, weak, bands, n_bins=n_bins,
-                                    clip_low=clip_low, clip_high=clip_high,
-                                    min_variance=quant_var)
+    fit, cm, cv, _ = estimate_curve(
+        sample,
+        energy,
+        weak,
+        bands,
+        n_bins=n_bins,
+        clip_low=clip_low,
+        clip_high=clip_high,
+        min_variance=quant_var,
+    )
     details["count_floor"] = 0.0
     if clip_low is not None:  # photon counts piling up at an offset, or a clamp?
-        unclipped = estimate_curve(sample, energy, weak, bands, n_bins=n_bins, clip_low=None,
-                                   clip_high=clip_high, min_variance=quant_var)
-        if count_floor(unclipped[1], unclipped[2], unclipped[3], clip_low,
-                       clip_high=clip_high):
+        unclipped = estimate_curve(
+            sample,
+            energy,
+            weak,
+            bands,
+            n_bins=n_bins,
+            clip_low=None,
+            clip_high=clip_high,
+            min_variance=quant_var,
+        )
+        if count_floor(unclipped[1], unclipped[2], unclipped[3], clip_low, clip_high=clip_high):
             fit, cm, cv, _ = unclipped
             details["count_floor"] = 1.0
             details["count_floor_level"] = float(clip_low)
@@ -231,16 +289,16 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
     n_tbins = int(tbins.max()) + 1
     groups = cells * n_tbins + tbins
     n_groups = n_cells * n_tbins
-    tv, tdof, tm = group_noise_variance(energy, weak, groups, n_groups, bands,
-                                        values=sample.mean)
+    tv, tdof, tm = group_noise_variance(energy, weak, groups, n_groups, bands, values=sample.mean)
     tcell = np.arange(n_groups) // n_tbins
     ty = ((tcell // tgrid[1]) + 0.5) / tgrid[0] * 2.0 - 1.0
     tx = ((tcell % tgrid[1]) + 0.5) / tgrid[1] * 2.0 - 1.0
     # texture index: median structure/noise energy ratio of an entry's weak patches, relative
     # to its value under pure noise (texture that passed the test still raises it)
     tindex = group_median(ratio[weak], groups[weak], n_groups) / bands.ratio_median
-    cls = classify_table(tm, tv, tdof * overlap, ty, tx, texture=tindex, clip_low=clip_low,
-                         clip_high=clip_high)
+    cls = classify_table(
+        tm, tv, tdof * overlap, ty, tx, texture=tindex, clip_low=clip_low, clip_high=clip_high
+    )
     for name, effect in cls.effects.items():
         details[f"effect_{name}"] = effect
     for name, b in cls.bic.items():
@@ -257,11 +315,17 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
     def plane_map(i: int) -> np.ndarray:
         plane = np.asarray(plane_of(arr, i), dtype=np.float64)
         if kind == "poisson":
-            return curve_sigma_map(plane, fit, darkest=m_lo, smoothing=SIGNAL_SMOOTHING,
-                                   levels=(curve_means, curve_vars))
+            return curve_sigma_map(
+                plane,
+                fit,
+                darkest=m_lo,
+                smoothing=SIGNAL_SMOOTHING,
+                levels=(curve_means, curve_vars),
+            )
         impulses = fit_masks[i] if i in fit_masks else detect_impulses(plane).mask
-        return local_sigma_map(plane, patch=p, bands=bands, exclude=impulses,
-                               max_patches=MAX_PATCHES)
+        return local_sigma_map(
+            plane, patch=p, bands=bands, exclude=impulses, max_patches=MAX_PATCHES
+        )
 
     if kind == "gaussian":
         sigma = sigma_gauss
@@ -272,5 +336,6 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
             sigma_map[np.unravel_index(i, lead) if lead else ...] = plane_map(i)
         fit_maps = sigma_map[np.unravel_index(fit_ids, lead)] if lead else sigma_map
         sigma = float(np.mean(fit_maps, dtype=np.float64))
-    return report(kind, scores, sigma, fit.gain, fit.baseline, sigma_map, None, curve_means,
-                  curve_vars)
+    return report(
+        kind, scores, sigma, fit.gain, fit.baseline, sigma_map, None, curve_means, curve_vars
+    )

@@ -10,6 +10,7 @@ The impulse fraction is corrected for impulses that cannot be seen (salt on an a
 pixel): under random placement, the share of salt among the pixels where salt *would* be
 detectable is the salt rate, and likewise for pepper.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,11 +68,16 @@ def _data_range(plane: np.ndarray, extreme: np.ndarray) -> float:
     return float(hi - lo)
 
 
-def _neighbour_median(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, pad: int,
-                      radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _neighbour_median(
+    padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, pad: int, radius: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Median, min, max and count of the finite values in the (2r+1)^2 window, centre excluded."""
-    offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)
-               if dy or dx]
+    offsets = [
+        (dy, dx)
+        for dy in range(-radius, radius + 1)
+        for dx in range(-radius, radius + 1)
+        if dy or dx
+    ]
     vals = np.empty((rows.size, len(offsets)), dtype=padded.dtype)
     for j, (dy, dx) in enumerate(offsets):
         vals[:, j] = padded[rows + pad + dy, cols + pad + dx]
@@ -88,8 +94,9 @@ def _neighbour_median(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, pa
     return med, vals[:, 0], vmax, count
 
 
-def _adaptive_median(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, pad: int,
-                     min_count: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _adaptive_median(
+    padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, pad: int, min_count: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median, min and max of the non-candidate neighbours, window growing 3x3 -> 7x7."""
     med = np.full(rows.size, np.nan)
     vmin = med.copy()
@@ -107,8 +114,9 @@ def _adaptive_median(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, pad
     return med, vmin, vmax
 
 
-def _visible(med: np.ndarray, vmin: np.ndarray, vmax: np.ndarray, low: float, high: float,
-             threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _visible(
+    med: np.ndarray, vmin: np.ndarray, vmax: np.ndarray, low: float, high: float, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Where salt / pepper would be detected: the whole neighbourhood is far from the value."""
     with np.errstate(invalid="ignore"):
         salt = (high - med > threshold) & (high - vmax > 0.5 * threshold)
@@ -196,7 +204,7 @@ def detect_impulses(plane: np.ndarray, *, valid: np.ndarray | None = None) -> Im
     h, w = plane.shape
     m = BORDER if min(plane.shape) > 4 * BORDER else 0
     region = np.zeros(plane.shape, dtype=bool)
-    region[m:h - m, m:w - m] = True
+    region[m : h - m, m : w - m] = True
     if valid is not None:
         region &= valid
     n_region = int(np.count_nonzero(region))
@@ -206,8 +214,15 @@ def detect_impulses(plane: np.ndarray, *, valid: np.ndarray | None = None) -> Im
     n_pepper = int(np.count_nonzero(mask & is_low & region))
     if n_salt + n_pepper <= max(4, 1e-4 * n_region):
         # (almost) nothing: no need for the visibility correction
-        return ImpulseResult(mask, (n_salt + n_pepper) / n_region, n_salt / n_region,
-                             n_pepper / n_region, threshold, low, high)
+        return ImpulseResult(
+            mask,
+            (n_salt + n_pepper) / n_region,
+            n_salt / n_region,
+            n_pepper / n_region,
+            threshold,
+            low,
+            high,
+        )
 
     # visibility-corrected rates on a sample of the region's pixels
     if n_region <= _DETECTABILITY_SAMPLE:

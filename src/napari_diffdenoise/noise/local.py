@@ -5,6 +5,7 @@ energy (projection on the noise subspace, see :mod:`.patches`) over its weak-tex
 with a threshold set by the cell's own level. Empty or unreliable cells are filled by
 normalised convolution, the grid is smoothed and interpolated bilinearly to full resolution.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,16 +14,23 @@ from scipy import ndimage
 from .bands import Bands, band_energies, group_noise_variance
 from .patches import PatchSample, sample_patches, texture_threshold
 
-__all__ = ["cell_grid_shape", "cell_index", "interpolate_grid", "local_sigma_map",
-           "local_variance_grid", "smooth_grid"]
+__all__ = [
+    "cell_grid_shape",
+    "cell_index",
+    "interpolate_grid",
+    "local_sigma_map",
+    "local_variance_grid",
+    "smooth_grid",
+]
 
 #: Cells along the longer image axis (cells are at least ``MIN_CELL`` pixels).
 GRID_CELLS = 24
 MIN_CELL = 16
 
 
-def cell_grid_shape(shape: tuple[int, int], cells: int = GRID_CELLS,
-                    min_cell: int = MIN_CELL) -> tuple[int, int]:
+def cell_grid_shape(
+    shape: tuple[int, int], cells: int = GRID_CELLS, min_cell: int = MIN_CELL
+) -> tuple[int, int]:
     """Grid shape ``(ny, nx)`` with roughly square cells."""
     h, w = shape
     size = max(float(min_cell), max(h, w) / float(cells))

@@ -10,6 +10,7 @@ tail of eigenvalues whose mean and median agree (Chen, Zhu & Heng, ICCV 2015).
 Local analyses (level sets, cells) use per-patch energies from fixed DCT bands instead, see
 :mod:`.bands`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,8 +52,15 @@ class PatchSample:
         return int(self.mean.shape[0])
 
     def subset(self, keep: np.ndarray) -> PatchSample:
-        return PatchSample(self.values[keep], self.mean[keep], self.texture[keep],
-                           self.cy[keep], self.cx[keep], self.stride, self.patch)
+        return PatchSample(
+            self.values[keep],
+            self.mean[keep],
+            self.texture[keep],
+            self.cy[keep],
+            self.cx[keep],
+            self.stride,
+            self.patch,
+        )
 
     @staticmethod
     def concatenate(samples: list[PatchSample]) -> PatchSample:
@@ -155,7 +163,7 @@ def _project(values: np.ndarray, basis: np.ndarray) -> np.ndarray:
     b = np.ascontiguousarray(basis, dtype=np.float32)
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
     for i in range(0, a.shape[0], _ROW_BLOCK):
-        np.matmul(a[i:i + _ROW_BLOCK], b, out=out[i:i + _ROW_BLOCK])
+        np.matmul(a[i : i + _ROW_BLOCK], b, out=out[i : i + _ROW_BLOCK])
     return out
 
 
@@ -174,7 +182,7 @@ def _cov(values: np.ndarray) -> np.ndarray:
     acc = np.zeros((d, d), dtype=np.float64)
     block = max(8, (_ROW_BLOCK * 2500) // (d * d))
     for i in range(0, centred.shape[0], block):
-        a = centred[i:i + block]
+        a = centred[i : i + block]
         acc += a.T @ a
     return acc * (scale * scale) / max(values.shape[0] - 1, 1)
 
@@ -186,8 +194,9 @@ class WeakTextureResult:
     iterations: int
 
 
-def weak_texture_pca(sample: PatchSample, *, max_iter: int = 10,
-                     min_patches: int | None = None) -> WeakTextureResult:
+def weak_texture_pca(
+    sample: PatchSample, *, max_iter: int = 10, min_patches: int | None = None
+) -> WeakTextureResult:
     """Iterative weak-texture patch selection and PCA noise variance (Liu et al. 2013)."""
     n, d = sample.values.shape
     min_patches = max(2 * d, 50) if min_patches is None else min_patches
@@ -212,20 +221,24 @@ def weak_texture_pca(sample: PatchSample, *, max_iter: int = 10,
 CLIP_MARGIN = 2.5
 
 
-def impulse_free_sigma(planes: list[np.ndarray], excludes: list[np.ndarray], *,
-                       max_patches: int = 40_000) -> float:
+def impulse_free_sigma(
+    planes: list[np.ndarray], excludes: list[np.ndarray], *, max_patches: int = 40_000
+) -> float:
     """Std of the noise besides impulses: PCA on impulse-free patches, as large as possible."""
     for p in (7, 5, 4, 3, 2):
-        samples = [sample_patches(pl, patch=p, max_patches=max_patches // len(planes),
-                                  exclude=ex) for pl, ex in zip(planes, excludes)]
+        samples = [
+            sample_patches(pl, patch=p, max_patches=max_patches // len(planes), exclude=ex)
+            for pl, ex in zip(planes, excludes)
+        ]
         sample = PatchSample.concatenate(samples)
         if len(sample) >= max(500, 20 * p * p):
             return float(np.sqrt(weak_texture_pca(sample).variance))
     return 0.0
 
 
-def gaussian_sigma(sample: PatchSample, *, clip_low: float | None = None,
-                   clip_high: float | None = None) -> float:
+def gaussian_sigma(
+    sample: PatchSample, *, clip_low: float | None = None, clip_high: float | None = None
+) -> float:
     """Weak-texture PCA σ; with clipping, patches whose mean lies within ``CLIP_MARGIN``
     σ of a clipping level are left out (their noise is censored), iteratively."""
     variance = weak_texture_pca(sample).variance

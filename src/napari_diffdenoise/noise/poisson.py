@@ -13,6 +13,7 @@ dark one, because its noise is larger) and the fit repeated.
 Texture left in a patch can only raise a level set's variance, so the fit is asymmetric: points
 far *above* the line are treated as outliers, points below it never are.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,17 @@ from scipy import ndimage
 from .bands import Bands, group_noise_variance
 from .patches import PatchSample, texture_threshold
 
-__all__ = ["CurveFit", "clipping_levels", "count_floor", "curve_bins", "curve_points",
-           "curve_sigma_map", "estimate_curve", "fit_variance_curve", "quantization_variance"]
+__all__ = [
+    "CurveFit",
+    "clipping_levels",
+    "count_floor",
+    "curve_bins",
+    "curve_points",
+    "curve_sigma_map",
+    "estimate_curve",
+    "fit_variance_curve",
+    "quantization_variance",
+]
 
 #: Level sets closer than this many noise stds to a clipping level are left out of the fit.
 CLIP_MARGIN_SIGMAS = 3.0
@@ -84,8 +94,15 @@ def _censored_normal_table(n: int = 400) -> tuple[np.ndarray, np.ndarray]:
     return m1, np.maximum(m2 - m1 * m1, 0.0)
 
 
-def count_floor(means: np.ndarray, variances: np.ndarray, dof: np.ndarray, pile_up: float,
-                *, clip_high: float | None = None, floor: float = CURVE_FLOOR) -> bool:
+def count_floor(
+    means: np.ndarray,
+    variances: np.ndarray,
+    dof: np.ndarray,
+    pile_up: float,
+    *,
+    clip_high: float | None = None,
+    floor: float = CURVE_FLOOR,
+) -> bool:
     """Whether a pile-up at the darkest value (:func:`clipping_levels`) is the zero of photon
     counts rather than a clamp.
 
@@ -264,11 +281,13 @@ def estimate_curve(
     fit = CurveFit(0.0, 0.0, np.zeros(nb, dtype=bool), 0.0)
     cv = cm = dof = np.full(nb, np.nan)
     for _ in range(iterations):
-        cv, dof, cm = group_noise_variance(energy, keep, bins, nb, bands, min_count=12,
-                                           values=sample.mean)
+        cv, dof, cm = group_noise_variance(
+            energy, keep, bins, nb, bands, min_count=12, values=sample.mean
+        )
         dof = dof * overlap
-        fit = fit_variance_curve(cm, cv, dof, clip_low=clip_low, clip_high=clip_high,
-                                 min_variance=min_variance)
+        fit = fit_variance_curve(
+            cm, cv, dof, clip_low=clip_low, clip_high=clip_high, min_variance=min_variance
+        )
         positive = cv[np.isfinite(cv) & (cv > 0)]
         if positive.size == 0:
             break
@@ -288,9 +307,14 @@ def curve_points(means, variances) -> tuple[np.ndarray, np.ndarray]:
     return m[ok][order], v[ok][order]
 
 
-def curve_sigma_map(plane: np.ndarray, fit: CurveFit, *, darkest: float,
-                    smoothing: float = 1.5,
-                    levels: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def curve_sigma_map(
+    plane: np.ndarray,
+    fit: CurveFit,
+    *,
+    darkest: float,
+    smoothing: float = 1.5,
+    levels: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Per-pixel noise std at the smoothed signal ``x`` (float32).
 
     Without ``levels``: ``sqrt(gain * x + baseline)``, the fitted line. With ``levels`` (the

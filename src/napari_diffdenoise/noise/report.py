@@ -1,4 +1,5 @@
 """The result of :func:`~napari_diffdenoise.noise.estimate.estimate_noise`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,7 +14,10 @@ __all__ = ["IMPULSE_TIME", "NOISE_REPORT_KINDS", "PHOTON_FLOOR", "NoiseReport"]
 
 #: The verdicts :class:`NoiseReport` can give.
 NOISE_REPORT_KINDS: tuple[str, ...] = (
-    "gaussian", "poisson", "salt_and_pepper", "spatially_variant"
+    "gaussian",
+    "poisson",
+    "salt_and_pepper",
+    "spatially_variant",
 )
 
 #: Diffusion time given to detected impulse pixels by :meth:`NoiseReport.time_map`. An impulse
@@ -120,8 +124,9 @@ class NoiseReport:
             return np.sqrt(np.maximum(self.gain * m + self.baseline_variance, 0.0))
         return np.full(m.shape, self.sigma, dtype=np.float64)
 
-    def time_map(self, sigma_max: float | None = None, *,
-                 impulse_time: float = IMPULSE_TIME) -> np.ndarray:
+    def time_map(
+        self, sigma_max: float | None = None, *, impulse_time: float = IMPULSE_TIME
+    ) -> np.ndarray:
         """Per-pixel diffusion time ``clip(start_sigma_map / sigma_max, 0, 1)`` (float32;
         :attr:`start_sigma_map` is :attr:`sigma_map` but for the photon floor of shot noise).
 
@@ -166,8 +171,10 @@ class NoiseReport:
                     " counts (not clipping)"
                 )
             if self.gain > 0:
-                lines.append(f"the denoiser starts at least one photon up (sigma >= "
-                             f"{_fmt(PHOTON_FLOOR * self.gain)})")
+                lines.append(
+                    f"the denoiser starts at least one photon up (sigma >= "
+                    f"{_fmt(PHOTON_FLOOR * self.gain)})"
+                )
         elif self.kind == "salt_and_pepper":
             lines.append(
                 f"impulses in {self.impulse_fraction:.2%} of the pixels;"

@@ -4,6 +4,7 @@ All parameters are in the image's own intensity units. The result has the input'
 dtype: integer results are rounded and clipped to the dtype's range, float results are not
 clipped. The input is never modified.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -43,10 +44,17 @@ def _rng(seed: Any) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _scalar(params: dict[str, Any], name: str, *, low: float = 0.0, high: float | None = None,
-            strict_low: bool = False) -> float:
-    return check_number(params[name], name, low=low, high=high, strict_low=strict_low,
-                        error=TypeError)
+def _scalar(
+    params: dict[str, Any],
+    name: str,
+    *,
+    low: float = 0.0,
+    high: float | None = None,
+    strict_low: bool = False,
+) -> float:
+    return check_number(
+        params[name], name, low=low, high=high, strict_low=strict_low, error=TypeError
+    )
 
 
 def _check_params(kind: str, params: dict[str, Any]) -> None:
@@ -124,8 +132,9 @@ def sigma_profile(
     return np.array(np.broadcast_to(plane, shape), dtype=np.float64)
 
 
-def _salt_and_pepper(x: np.ndarray, image: np.ndarray, rng: np.random.Generator,
-                     params: dict[str, Any]) -> np.ndarray:
+def _salt_and_pepper(
+    x: np.ndarray, image: np.ndarray, rng: np.random.Generator, params: dict[str, Any]
+) -> np.ndarray:
     amount = _scalar(params, "amount", high=1.0)
     params.setdefault("salt_vs_pepper", 0.5)
     salt_share = _scalar(params, "salt_vs_pepper", high=1.0)

@@ -1,4 +1,5 @@
 """nD stacks: which planes to fit on, ROIs, plane access (one plane at a time)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ def parse_roi(roi: Any, shape: tuple[int, ...]) -> Roi:
     if roi is None:
         return Roi(all_ids, None, None)
     if isinstance(roi, tuple):
-        ok = len(roi) in (2, len(shape)) and all(isinstance(r, slice) for r in roi[-2:]) and all(
-            isinstance(r, (slice, int, np.integer)) for r in roi
+        ok = (
+            len(roi) in (2, len(shape))
+            and all(isinstance(r, slice) for r in roi[-2:])
+            and all(isinstance(r, (slice, int, np.integer)) for r in roi)
         )
         if not ok:
             raise ValueError(

@@ -5,6 +5,7 @@ A time map ``τ`` holds, per pixel, the diffusion time in ``[0, 1]`` at which th
 For painting in napari (a Labels layer) the map is quantised to integer levels
 ``0..levels``; level 0 keeps its meaning.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -71,9 +72,7 @@ def time_map_to_levels(time_map: Any, levels: int = DEFAULT_TIME_LEVELS) -> np.n
     if tau.dtype.kind == "f" and not np.isfinite(tau).all():
         raise ValueError("time_map contains NaN or infinite values")
     if tau.size and (tau.min() < 0 or tau.max() > 1):
-        raise ValueError(
-            f"time_map values must lie in [0, 1], got [{tau.min()}, {tau.max()}]"
-        )
+        raise ValueError(f"time_map values must lie in [0, 1], got [{tau.min()}, {tau.max()}]")
     dtype = np.uint8 if levels <= 255 else np.uint16
     return np.asarray(np.rint(tau.astype(np.float64) * levels), dtype=dtype)
 

@@ -1,5 +1,6 @@
 """Resumable training checkpoints in safetensors + JSON (model, EMA, optimiser moments, RNG-free
 counters). Nothing is pickled, so a checkpoint from anywhere is safe to load."""
+
 from __future__ import annotations
 
 import json
@@ -112,15 +113,18 @@ def init_weights(path: str | Path, model: torch.nn.Module, ema: torch.nn.Module)
         try:
             raw, avg = deepen_state_dict(raw, model), deepen_state_dict(avg, model)
         except ValueError as exc:
-            raise ValueError(f"init_from: {path} does not fit the architecture of this run: "
-                             f"{exc}") from exc
+            raise ValueError(
+                f"init_from: {path} does not fit the architecture of this run: {exc}"
+            ) from exc
         deepened = True
     try:
         model.load_state_dict(raw, strict=True)
         ema.load_state_dict(avg, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"init_from: {path} does not fit the architecture of this run: "
-                         f"{str(exc).splitlines()[0]}") from exc
+        raise ValueError(
+            f"init_from: {path} does not fit the architecture of this run: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
     origin: dict[str, Any] = {"path": str(path)}
     if deepened:
         origin["deepened"] = True

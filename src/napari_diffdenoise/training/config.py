@@ -5,6 +5,7 @@ Every field is checked when a config is built or changed (``TrainingConfig(**kwa
 bad value raises ``ValueError`` (pydantic's ``ValidationError``) naming the field. The history
 behind the defaults is in ``docs/design/training.md``.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,15 +41,21 @@ class TrainingConfig(BaseModel):
     never reshape its schedule.
     """
 
-    model_config = ConfigDict(strict=True, extra="forbid", validate_assignment=True,
-                              allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        validate_assignment=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
+    )
 
     name: str = "default"
     """Name of the trained model (``<output>/<name>.safetensors``); a file stem."""
     output: str = Field("runs/default", min_length=1)
     """Folder of the run: checkpoint, log and model."""
-    channels: Annotated[tuple[Annotated[int, Field(ge=4)], ...],
-                        Field(strict=False, min_length=2)] = (32, 64, 96, 128)
+    channels: Annotated[
+        tuple[Annotated[int, Field(ge=4)], ...], Field(strict=False, min_length=2)
+    ] = (32, 64, 96, 128)
     """UNet feature channels per level, full resolution first."""
     blocks_per_level: int = Field(1, ge=1)
     """Residual blocks per UNet level."""
@@ -158,61 +165,81 @@ class TrainingConfig(BaseModel):
     @classmethod
     def _file_stem(cls, value: str) -> str:
         if not _NAME.match(value):
-            raise ValueError(f"name must be a file stem (letters, digits, '_', '-', '.'), "
-                             f"got {value!r}")
+            raise ValueError(
+                f"name must be a file stem (letters, digits, '_', '-', '.'), got {value!r}"
+            )
         return value
 
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
         if not _DEVICE.match(value):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', "
-                             f"got {value!r}")
+            raise ValueError(
+                f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}"
+            )
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TrainingConfig":
+    def _consistent(self) -> TrainingConfig:
         levels = len(self.channels)
         if self.patch_size % 2 ** (levels - 1) or self.patch_size % 8:
-            raise ValueError(f"patch_size must be a multiple of 8 and of 2^(levels - 1) = "
-                             f"{2 ** (levels - 1)}, got {self.patch_size}")
+            raise ValueError(
+                f"patch_size must be a multiple of 8 and of 2^(levels - 1) = "
+                f"{2 ** (levels - 1)}, got {self.patch_size}"
+            )
         if self.lr_min > self.lr:
             raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
         if (self.synthetic_images or self.texture_images) and self.synthetic_size < self.patch_size:
-            raise ValueError(f"synthetic_size ({self.synthetic_size}) must be >= patch_size "
-                             f"({self.patch_size}) when synthetic images or textures are used")
+            raise ValueError(
+                f"synthetic_size ({self.synthetic_size}) must be >= patch_size "
+                f"({self.patch_size}) when synthetic images or textures are used"
+            )
         if (self.p_synthetic or 0.0) + (self.p_texture or 0.0) > 1.0:
             raise ValueError("p_synthetic + p_texture must not exceed 1")
         probs = (self.p_gaussian, self.p_spatially_variant, self.p_poisson, self.p_salt_and_pepper)
         if sum(probs) <= 0:
-            raise ValueError("noise mixture p_gaussian, p_spatially_variant, p_poisson, "
-                             "p_salt_and_pepper must not all be zero")
+            raise ValueError(
+                "noise mixture p_gaussian, p_spatially_variant, p_poisson, "
+                "p_salt_and_pepper must not all be zero"
+            )
         lo, hi = self.sigma_range
         if not 0 <= lo <= hi <= self.sigma_max:
-            raise ValueError(f"sigma_range must satisfy 0 <= low <= high <= sigma_max "
-                             f"({self.sigma_max}), got {self.sigma_range}")
+            raise ValueError(
+                f"sigma_range must satisfy 0 <= low <= high <= sigma_max "
+                f"({self.sigma_max}), got {self.sigma_range}"
+            )
         lo, hi = self.photons_range
         if not 0 < lo <= hi:
-            raise ValueError(f"photons_range must satisfy 0 < low <= high, got "
-                             f"{self.photons_range}")
+            raise ValueError(
+                f"photons_range must satisfy 0 < low <= high, got {self.photons_range}"
+            )
         if self.read_noise_max > self.sigma_max:
-            raise ValueError(f"read_noise_max ({self.read_noise_max}) must not exceed sigma_max "
-                             f"({self.sigma_max})")
+            raise ValueError(
+                f"read_noise_max ({self.read_noise_max}) must not exceed sigma_max "
+                f"({self.sigma_max})"
+            )
         lo, hi = self.impulse_range
         if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"impulse_range must satisfy 0 <= low <= high <= 1, got "
-                             f"{self.impulse_range}")
+            raise ValueError(
+                f"impulse_range must satisfy 0 <= low <= high <= 1, got {self.impulse_range}"
+            )
         lo, hi = self.clip_black_range
         if lo > hi:
-            raise ValueError(f"clip_black_range must be (low, high) with low <= high, got "
-                             f"{self.clip_black_range}")
+            raise ValueError(
+                f"clip_black_range must be (low, high) with low <= high, got "
+                f"{self.clip_black_range}"
+            )
         lo, hi = self.black_shift_range
         if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"black_shift_range must satisfy 0 <= low <= high <= 1, got "
-                             f"{self.black_shift_range}")
+            raise ValueError(
+                f"black_shift_range must satisfy 0 <= low <= high <= 1, got "
+                f"{self.black_shift_range}"
+            )
         if self.init_from is not None and self.resume_from is not None:
-            raise ValueError("init_from and resume_from exclude each other: a run either "
-                             "starts from weights or carries on a checkpoint")
+            raise ValueError(
+                "init_from and resume_from exclude each other: a run either "
+                "starts from weights or carries on a checkpoint"
+            )
         return self
 
     # -- dict / JSON round trip (checkpoints, sidecars, recipes) -----------------------------
@@ -222,7 +249,7 @@ class TrainingConfig(BaseModel):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_dump().items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
         """Build from a dict (a recipe, a checkpoint's or sidecar's record); unknown keys are
         refused."""
         unknown = set(data) - set(cls.model_fields)
@@ -231,14 +258,14 @@ class TrainingConfig(BaseModel):
         return cls(**data)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "TrainingConfig":
+    def from_json(cls, path: str | Path) -> TrainingConfig:
         """Read a recipe file; ``recipe:<name>`` references resolve next to it."""
         path = Path(path)
         cfg = cls.from_dict(json.loads(path.read_text()))
         cfg._recipe_dir = path.parent
         return cfg
 
-    def replace(self, **changes: Any) -> "TrainingConfig":
+    def replace(self, **changes: Any) -> TrainingConfig:
         """A validated copy with ``changes`` (keeps where ``recipe:`` references resolve)."""
         cfg = type(self).from_dict({**self.to_dict(), **changes})
         cfg._recipe_dir = self._recipe_dir

@@ -4,6 +4,7 @@ Noise is synthesised in torch, in normalised units, from all four kinds: Gaussia
 variant Gaussian (random smooth σ maps and ramps), Poisson-Gaussian and salt-and-pepper (filled
 impulses with their own time). Each sample comes with its true per-pixel noise level τ_y.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,14 @@ from ..diffusion.impulses import IMPULSE_TIME, fill_missing, gaussian_kernel_1d
 from ..noise.estimate import SIGNAL_SMOOTHING
 from .config import TrainingConfig
 
-__all__ = ["load_clean_images", "PatchSampler", "corrupt", "correlate_noise", "observed_poisson_sigma",
-           "shift_black_level"]
+__all__ = [
+    "load_clean_images",
+    "PatchSampler",
+    "corrupt",
+    "correlate_noise",
+    "observed_poisson_sigma",
+    "shift_black_level",
+]
 
 _IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
 
@@ -46,8 +53,13 @@ def load_clean_images(folder: str | Path) -> list[np.ndarray]:
 class PatchSampler:
     """Random patches with the 8 dihedral transforms and a random intensity affine map."""
 
-    def __init__(self, images: list[np.ndarray], patch: int, seed: int = 0,
-                 weights: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        images: list[np.ndarray],
+        patch: int,
+        seed: int = 0,
+        weights: list[float] | None = None,
+    ) -> None:
         """``weights``: relative probability of drawing each image (default: uniform)."""
         if weights is not None and len(weights) != len(images):
             raise ValueError(f"{len(weights)} weights for {len(images)} images")
@@ -118,9 +130,13 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1))
 
 
-def observed_poisson_sigma(y: torch.Tensor, photons: torch.Tensor, read: torch.Tensor,
-                           smoothing: float = SIGNAL_SMOOTHING,
-                           photon_floor: float = 0.0) -> torch.Tensor:
+def observed_poisson_sigma(
+    y: torch.Tensor,
+    photons: torch.Tensor,
+    read: torch.Tensor,
+    smoothing: float = SIGNAL_SMOOTHING,
+    photon_floor: float = 0.0,
+) -> torch.Tensor:
     """Per-pixel Poisson-Gaussian noise std as the blind estimator computes it at inference:
     ``sqrt(x / photons + read²)`` at the *smoothed noisy* signal ``x`` (floored at the darkest
     percentile, variance floored at a quarter of its value there; ``curve_sigma_map``).
@@ -146,8 +162,9 @@ def _taps(a: torch.Tensor) -> torch.Tensor:
     return k / k.square().sum(1, keepdim=True).sqrt()
 
 
-def correlate_noise(noise: torch.Tensor, a_rows: torch.Tensor, a_cols: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def correlate_noise(
+    noise: torch.Tensor, a_rows: torch.Tensor, a_cols: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Spatially correlated noise from white noise ``(B, 1, H, W)``: a separable 3-tap filter
     ``[a, 1, a]`` (unit energy, so white noise keeps its variance) along rows and columns, one
     ``a`` per sample (``(B, 1, 1, 1)`` or ``(B,)``, in [0, 0.5]).
@@ -261,10 +278,12 @@ def corrupt(
         sigma = torch.where(corr, sigma * reading.sqrt(), sigma)
     if cfg.p_clip_black > 0:  # (no random numbers drawn otherwise: older recipes unchanged)
         clip = (torch.rand(b, 1, 1, 1, generator=g, device=device) < cfg.p_clip_black) & (
-            (kind == 0) | (kind == 2))
+            (kind == 0) | (kind == 2)
+        )
         dark = torch.quantile(x0.reshape(b, -1), 0.02, dim=1).view(b, 1, 1, 1)
-        s_dark = torch.where(kind == 2, torch.sqrt(dark.clamp_min(0.0) / photons + read**2),
-                             sig_const[:, :, :1, :1])
+        s_dark = torch.where(
+            kind == 2, torch.sqrt(dark.clamp_min(0.0) / photons + read**2), sig_const[:, :, :1, :1]
+        )
         black = dark + _uniform(b, *cfg.clip_black_range, g) * s_dark
         y_clip = torch.maximum(y, black)
         y = torch.where(clip, y_clip, y)

@@ -1,4 +1,5 @@
 """The training loop, as a generator that yields progress (for the API, the CLI and widgets)."""
+
 from __future__ import annotations
 
 import copy
@@ -60,7 +61,9 @@ def _build_images(cfg: TrainingConfig) -> tuple[list[np.ndarray], list[np.ndarra
     synth = [
         np.asarray(
             synthetic_fluorescence(
-                (cfg.synthetic_size, cfg.synthetic_size), kind=kinds[i % 4], seed=cfg.seed * 100003 + i
+                (cfg.synthetic_size, cfg.synthetic_size),
+                kind=kinds[i % 4],
+                seed=cfg.seed * 100003 + i,
             ),
             dtype=np.float32,
         )
@@ -70,16 +73,21 @@ def _build_images(cfg: TrainingConfig) -> tuple[list[np.ndarray], list[np.ndarra
     if cfg.texture_images:
         from ..synthetic import synthetic_texture
 
-        textures = [synthetic_texture((cfg.synthetic_size, cfg.synthetic_size),
-                                      seed=cfg.seed * 100003 + 50021 + i)
-                    for i in range(cfg.texture_images)]
+        textures = [
+            synthetic_texture(
+                (cfg.synthetic_size, cfg.synthetic_size), seed=cfg.seed * 100003 + 50021 + i
+            )
+            for i in range(cfg.texture_images)
+        ]
     return natural + synth + textures, holdout
 
 
 def _describe_data(cfg: TrainingConfig, n_images: int) -> str:
     n_nat = n_images - cfg.synthetic_images - cfg.texture_images
-    text = (f"{n_nat} natural images ({Path(cfg.train_dir or default_train_dir()).name}) + "
-            f"{cfg.synthetic_images} synthetic fluorescence images")
+    text = (
+        f"{n_nat} natural images ({Path(cfg.train_dir or default_train_dir()).name}) + "
+        f"{cfg.synthetic_images} synthetic fluorescence images"
+    )
     return text + (f" + {cfg.texture_images} synthetic textures" if cfg.texture_images else "")
 
 
@@ -94,8 +102,11 @@ def _image_weights(cfg: TrainingConfig, n_images: int) -> list[float] | None:
     n_nat = n_images - n_synth - n_tex
     p_syn = cfg.p_synthetic if cfg.p_synthetic is not None else n_synth / n_images
     p_tex = cfg.p_texture if cfg.p_texture is not None else n_tex / n_images
-    groups = [(n, share) for n, share in ((n_nat, 1 - p_syn - p_tex), (n_synth, p_syn),
-                                          (n_tex, p_tex)) if n]
+    groups = [
+        (n, share)
+        for n, share in ((n_nat, 1 - p_syn - p_tex), (n_synth, p_syn), (n_tex, p_tex))
+        if n
+    ]
     if len(groups) < 2:  # one kind of image only: uniform (a share of nothing is ignored)
         return None
     return [share / n for n, share in groups for _ in range(n)]
@@ -104,7 +115,7 @@ def _image_weights(cfg: TrainingConfig, n_images: int) -> list[float] | None:
 VAL_SIGMAS = (25, 50)
 
 
-def validation_pairs(holdout: list[np.ndarray]) -> Iterator[tuple[int, "torch.Tensor", "torch.Tensor"]]:
+def validation_pairs(holdout: list[np.ndarray]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """``(σ in grey levels, clean, noisy)`` for every held-out image and validation σ, with the
     same seeded noise every time (``benchmarks/bench_holdout.py`` scores baselines on it)."""
     import torch
@@ -132,8 +143,9 @@ def _validate(ema, holdout, cfg, device) -> dict[str, float]:
     return {f"gaussian{s}": float(np.mean(v)) for s, v in psnrs.items()}
 
 
-def iter_train(cfg: TrainingConfig, *, resume: bool = True,
-               stop_at_step: int | None = None) -> Generator[TrainProgress, None, Any]:
+def iter_train(
+    cfg: TrainingConfig, *, resume: bool = True, stop_at_step: int | None = None
+) -> Generator[TrainProgress, None, Any]:
     """Train (or resume) the model described by ``cfg``; yields progress, returns the EMA model.
 
     Where the weights start: the run's own checkpoint in ``<output>`` when ``resume`` is true
@@ -171,8 +183,12 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
     for p in ema.parameters():
         p.requires_grad_(False)
     # fused AdamW: one kernel for the whole update on a GPU (the CPU keeps the reference one)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            **({"fused": True} if device.type == "cuda" else {}))
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        **({"fused": True} if device.type == "cuda" else {}),
+    )
     ckpt = out_dir / "checkpoint"
     start, elapsed_before = 0, 0.0
     origin: dict[str, Any] | None = None  # the weights a warm restart started from
@@ -188,8 +204,10 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
         meta = load_checkpoint(other, model, ema, opt)
         start, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
         if start >= cfg.steps:
-            raise ValueError(f"resume_from: {other} is at step {start}, not below this "
-                             f"recipe's steps ({cfg.steps})")
+            raise ValueError(
+                f"resume_from: {other} is at step {start}, not below this "
+                f"recipe's steps ({cfg.steps})"
+            )
         origin = meta.get("init_from")
         resumed = {"path": str(other.with_suffix(".safetensors")), "step": start}
     elif cfg.init_from:
@@ -232,10 +250,19 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
         save_model(ema, out_dir / cfg.name, info)
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt, model, ema, opt, {
-            "step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0,
-            "config": cfg.to_dict(), **({"init_from": origin} if origin else {}),
-            **({"resumed_from": resumed} if resumed else {})})
+        save_checkpoint(
+            ckpt,
+            model,
+            ema,
+            opt,
+            {
+                "step": step,
+                "elapsed_s": elapsed_before + time.perf_counter() - t0,
+                "config": cfg.to_dict(),
+                **({"init_from": origin} if origin else {}),
+                **({"resumed_from": resumed} if resumed else {}),
+            },
+        )
 
     from ..diffusion.forward import mixed_path, sample_train_time, straight_path
 
@@ -252,16 +279,28 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
         x0 = sampler.batch(cfg.batch_size).to(device, non_blocking=True)
         x0 = shift_black_level(x0, cfg, noise_generator)
         y, tau_y = corrupt(x0, cfg, noise_generator)
-        t = sample_train_time(tau_y, p_at_observation=cfg.p_at_observation,
-                              p_smooth_field=cfg.p_smooth_time, generator=noise_generator)
+        t = sample_train_time(
+            tau_y,
+            p_at_observation=cfg.p_at_observation,
+            p_smooth_field=cfg.p_smooth_time,
+            generator=noise_generator,
+        )
         if cfg.p_fresh_noise > 0:
             b = x0.shape[0]
             rho = torch.rand(b, 1, 1, 1, generator=noise_generator, device=device)
-            fresh = (torch.rand(b, 1, 1, 1, generator=noise_generator, device=device)
-                     < cfg.p_fresh_noise)
+            fresh = (
+                torch.rand(b, 1, 1, 1, generator=noise_generator, device=device) < cfg.p_fresh_noise
+            )
             rho = torch.where(fresh, rho, torch.ones_like(rho))
-            x_t = mixed_path(x0, y, t, tau_y, rho, cfg.sigma_max,
-                             torch.randn(x0.shape, generator=noise_generator, device=device))
+            x_t = mixed_path(
+                x0,
+                y,
+                t,
+                tau_y,
+                rho,
+                cfg.sigma_max,
+                torch.randn(x0.shape, generator=noise_generator, device=device),
+            )
         else:
             x_t = straight_path(x0, y, t, tau_y)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -284,8 +323,11 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
             val = _validate(ema, holdout, cfg, device)
         if step % cfg.log_every == 0 or val is not None:
             record: dict[str, Any] = {
-                "step": step, "loss": running / max(1, step % cfg.log_every or cfg.log_every),
-                "lr": lr, "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 1)}
+                "step": step,
+                "loss": running / max(1, step % cfg.log_every or cfg.log_every),
+                "lr": lr,
+                "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 1),
+            }
             if val:
                 record["val_psnr"] = val
             with open(log_path, "a") as fh:
@@ -295,8 +337,9 @@ def iter_train(cfg: TrainingConfig, *, resume: bool = True,
         if step % cfg.checkpoint_every == 0:
             checkpoint()
             write_model()
-        yield TrainProgress(step, cfg.steps, loss.item(), lr,
-                            elapsed_before + time.perf_counter() - t0, val)
+        yield TrainProgress(
+            step, cfg.steps, loss.item(), lr, elapsed_before + time.perf_counter() - t0, val
+        )
     checkpoint()
     write_model()
     return ema

@@ -5,6 +5,7 @@ recipe, ``"recipe:stage3_warm_restart"``: that recipe file in the same folder, w
 checkpoint (``<output>/checkpoint.safetensors``) is the start. This is how the stages of the
 bundled model chain (``docs/training.md``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,7 @@ def recipe_name(value: str | None) -> str | None:
     """The recipe named by a ``recipe:<name>`` value, else None."""
     if value is None or not value.startswith(RECIPE_PREFIX):
         return None
-    name = value[len(RECIPE_PREFIX):]
+    name = value[len(RECIPE_PREFIX) :]
     if not name or "/" in name or "\\" in name:
         raise ValueError(f"{value!r}: expected 'recipe:<file stem in the recipe folder>'")
     return name
@@ -44,6 +45,8 @@ def resolve_start(value: str, recipe_dir: str | Path) -> str:
     recipe = referenced_recipe(value, recipe_dir)
     checkpoint = Path(TrainingConfig.from_json(recipe).output) / "checkpoint.safetensors"
     if not checkpoint.is_file():
-        raise OSError(f"{value}: {checkpoint} not found; train {recipe} first "
-                      f"(napari-diffdenoise train --config {recipe})")
+        raise OSError(
+            f"{value}: {checkpoint} not found; train {recipe} first "
+            f"(napari-diffdenoise train --config {recipe})"
+        )
     return str(checkpoint)
