@@ -37,6 +37,7 @@ Impulse noise
 Gonzalez & Woods), vectorised over window sizes 3, 5, …, ``max_window`` with scipy.ndimage.
 Only pixels detected as impulses are replaced (see the function's docstring).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,22 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
-    "NLM_H_FACTOR", "TV_WEIGHT_FACTOR", "WAVELET", "WAVELET_LEVELS",
-    "bm3d_denoise", "nlm", "tv", "wavelet",
-    "gat_forward", "gat_inverse_unbiased", "gat_inverse_algebraic", "vst_bm3d",
+    "NLM_H_FACTOR",
+    "TV_WEIGHT_FACTOR",
+    "WAVELET",
+    "WAVELET_LEVELS",
+    "bm3d_denoise",
+    "nlm",
+    "tv",
+    "wavelet",
+    "gat_forward",
+    "gat_inverse_unbiased",
+    "gat_inverse_algebraic",
+    "vst_bm3d",
     "oracle_noise_fit",
-    "median3", "adaptive_median", "tune",
+    "median3",
+    "adaptive_median",
+    "tune",
 ]
 
 #: Tuned on train400/test_001..004 (Gaussian σ 15/25/50), see ``tune``.
@@ -79,8 +91,14 @@ def nlm(noisy: np.ndarray, sigma: float, h_factor: float | None = None) -> np.nd
     from skimage.restoration import denoise_nl_means
 
     h = (NLM_H_FACTOR if h_factor is None else h_factor) * float(sigma)
-    return denoise_nl_means(np.asarray(noisy, np.float64), h=h, sigma=float(sigma),
-                            fast_mode=True, patch_size=7, patch_distance=11)
+    return denoise_nl_means(
+        np.asarray(noisy, np.float64),
+        h=h,
+        sigma=float(sigma),
+        fast_mode=True,
+        patch_size=7,
+        patch_distance=11,
+    )
 
 
 def tv(noisy: np.ndarray, sigma: float, factor: float | None = None) -> np.ndarray:
@@ -101,9 +119,15 @@ def wavelet(noisy: np.ndarray, sigma: float, spec: tuple[str, int] | None = None
     name, levels = (WAVELET, WAVELET_LEVELS) if spec is None else spec
     x = np.asarray(noisy, np.float64)
     max_level = pywt.dwt_max_level(min(x.shape), pywt.Wavelet(name).dec_len)
-    return denoise_wavelet(x, sigma=float(sigma), wavelet=name,
-                           wavelet_levels=max(1, min(levels, max_level)),
-                           method="BayesShrink", mode="soft", rescale_sigma=True)
+    return denoise_wavelet(
+        x,
+        sigma=float(sigma),
+        wavelet=name,
+        wavelet_levels=max(1, min(levels, max_level)),
+        method="BayesShrink",
+        mode="soft",
+        rescale_sigma=True,
+    )
 
 
 # --------------------------------------------------------------------------- Poisson-Gaussian
@@ -131,8 +155,9 @@ def _series_minimum() -> float:
 _D_MIN = _series_minimum()  # ≈ 0.76
 
 
-def gat_inverse_unbiased(d: np.ndarray, gain: float, baseline_variance: float,
-                         offset: float | None = None) -> np.ndarray:
+def gat_inverse_unbiased(
+    d: np.ndarray, gain: float, baseline_variance: float, offset: float | None = None
+) -> np.ndarray:
     """Closed-form approximation of the exact unbiased inverse GAT (Mäkitalo & Foi 2013).
 
     In photon units ``u = (y − o)/a`` the inverse is ``I(D) − σ'²`` with ``σ' = r/a``; in image
@@ -154,8 +179,9 @@ def gat_inverse_algebraic(d: np.ndarray, gain: float, baseline_variance: float) 
     return a * d * d / 4 - 0.375 * a - b / a
 
 
-def vst_bm3d(noisy: np.ndarray, gain: float, baseline_variance: float,
-             offset: float | None = None) -> np.ndarray:
+def vst_bm3d(
+    noisy: np.ndarray, gain: float, baseline_variance: float, offset: float | None = None
+) -> np.ndarray:
     """GAT → BM3D at σ = 1 → exact-unbiased inverse (closed form)."""
     import bm3d
 
@@ -164,8 +190,9 @@ def vst_bm3d(noisy: np.ndarray, gain: float, baseline_variance: float,
     return gat_inverse_unbiased(dd, gain, baseline_variance, offset)
 
 
-def oracle_noise_fit(noisy: np.ndarray, clean: np.ndarray, bins: int = 32,
-                     saturated: float | None = None) -> tuple[float, float]:
+def oracle_noise_fit(
+    noisy: np.ndarray, clean: np.ndarray, bins: int = 32, saturated: float | None = None
+) -> tuple[float, float]:
     """Fit ``Var[noisy | clean] = gain·E[noisy] + baseline`` using the clean reference (an oracle).
 
     The clean image is first mapped affinely onto the noisy one (least squares: references are
@@ -257,8 +284,10 @@ def tune(data_dir: Path, sigmas=(15, 25, 50)) -> None:
     grids = {
         "nlm h/σ": (nlm, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2]),
         "tv weight/σ": (tv, [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5]),
-        "wavelet, levels": (wavelet, [(w, lv) for w in ("db1", "db2", "sym4", "sym8")
-                                      for lv in (3, 4, 5)]),
+        "wavelet, levels": (
+            wavelet,
+            [(w, lv) for w in ("db1", "db2", "sym4", "sym8") for lv in (3, 4, 5)],
+        ),
     }
     print(f"hold-out images: {', '.join(n for n, _ in images)} (train400), σ = {sigmas}")
     for label, (fn, values) in grids.items():
@@ -278,8 +307,9 @@ def tune(data_dir: Path, sigmas=(15, 25, 50)) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tune", action="store_true", help="re-run the parameter sweep")
-    parser.add_argument("--data", type=Path,
-                        default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    )
     args = parser.parse_args(argv)
     if args.tune:
         tune(args.data)

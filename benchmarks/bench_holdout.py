@@ -9,6 +9,7 @@ same noisy images next to any number of weight files, so the logged curve has a 
 
 Prints a markdown table (PSNR in dB on [0, 1] images, clipped; mean over the images).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,12 @@ def _psnr(x: np.ndarray, ref: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("models", nargs="*", default=["default"], help="model names or .safetensors paths")
-    p.add_argument("--train-dir", type=Path, default=None, help="train400 folder (default: shared data)")
+    p.add_argument(
+        "models", nargs="*", default=["default"], help="model names or .safetensors paths"
+    )
+    p.add_argument(
+        "--train-dir", type=Path, default=None, help="train400 folder (default: shared data)"
+    )
     p.add_argument("--holdout", type=int, default=8, help="number of held-out images (recipe: 8)")
     p.add_argument("--no-bm3d", action="store_true")
     args = p.parse_args(argv)
@@ -46,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_diffdenoise.training.loop import VAL_SIGMAS, default_train_dir, validation_pairs
 
     images = load_clean_images(args.train_dir or default_train_dir())
-    holdout = images[-args.holdout:]
+    holdout = images[-args.holdout :]
     pairs = list(validation_pairs(holdout))
     rows: list[tuple[str, dict[int, float], float]] = []
     for name in args.models:
@@ -58,16 +63,28 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 x = sample(m.net, y, tau, sampler="direct")
             scores[sigma255].append(_psnr(x.numpy()[0, 0], x0.numpy()[0, 0]))
-        rows.append((f"{name} ({m.info.description})", {s: float(np.mean(v)) for s, v in scores.items()},
-                     time.perf_counter() - t0))
+        rows.append(
+            (
+                f"{name} ({m.info.description})",
+                {s: float(np.mean(v)) for s, v in scores.items()},
+                time.perf_counter() - t0,
+            )
+        )
     if not args.no_bm3d:
         scores = {s: [] for s in VAL_SIGMAS}
         t0 = time.perf_counter()
         for sigma255, x0, y in pairs:
-            out = B.bm3d_denoise(y.numpy()[0, 0].astype(np.float64) * 255.0, float(sigma255)) / 255.0
+            out = (
+                B.bm3d_denoise(y.numpy()[0, 0].astype(np.float64) * 255.0, float(sigma255)) / 255.0
+            )
             scores[sigma255].append(_psnr(out, x0.numpy()[0, 0]))
-        rows.append(("BM3D (true σ)", {s: float(np.mean(v)) for s, v in scores.items()},
-                     time.perf_counter() - t0))
+        rows.append(
+            (
+                "BM3D (true σ)",
+                {s: float(np.mean(v)) for s, v in scores.items()},
+                time.perf_counter() - t0,
+            )
+        )
     head = "| method | " + " | ".join(f"σ {s}" for s in VAL_SIGMAS) + " | time (s) |"
     print(f"Validation holdout: last {len(holdout)} images of train400, PSNR (dB), known σ\n")
     print(head)
