@@ -2,7 +2,7 @@
 
 napari-diffdenoise models
 napari-diffdenoise inspect noisy.tif
-napari-diffdenoise denoise noisy.tif denoised.tif [--sigma 12] [--model fast] [--steps 4]
+napari-diffdenoise denoise stack.ome.zarr -o denoised.zarr [--sigma 12] [--model fast]
 napari-diffdenoise train --config recipes/default.json
 """
 
@@ -14,6 +14,19 @@ import sys
 from pathlib import Path
 
 __all__ = ["main"]
+
+DENOISE_HELP = """Denoise images and stacks of any size.
+
+  napari-diffdenoise denoise stack.ome.zarr -o stack.denoised.zarr
+  napari-diffdenoise denoise "data/*.tif" -o results/      (one output per input)
+  napari-diffdenoise denoise small.tif -o small.denoised.tif --sigma 12
+
+A .zarr output is written as planes finish, with the model, its hash and every parameter in
+its attributes (an OME-Zarr image when the input is one). If the run is interrupted (Ctrl-C,
+a kill, a full disk), the same command again resumes it: finished planes are kept. An
+existing output that is not this job's is never touched unless --overwrite. The exit status
+is 0 on success, 2 for a usage error, 130 when interrupted.
+"""
 
 
 def _read_image(path: str):
@@ -40,7 +53,8 @@ def _write_image(path: str, data) -> None:
     if p.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
-        atomic_write(p, lambda tmp: tifffile.imwrite(tmp, data))
+        big = data.nbytes > 2**31  # BigTIFF beyond what classic TIFF offsets address safely
+        atomic_write(p, lambda tmp: tifffile.imwrite(tmp, data, bigtiff=big))
     elif p.suffix.lower() == ".npy":
         import numpy as np
 
@@ -92,29 +106,189 @@ def _wiener_arg(text: str):
         ) from None
 
 
-def _cmd_denoise(args) -> int:
-    from .engine.denoise import denoise
+#: outputs written in memory first, then to one file (small jobs)
+_FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".png")
+#: inputs read whole (small images); TIFF and zarr are read plane by plane
+_SMALL_INPUTS = (".npy", ".png", ".jpg", ".jpeg", ".bmp")
 
-    image = _read_image(args.input)
 
-    def progress(done, total):
-        print(f"\rstep {done}/{total}", end="", file=sys.stderr, flush=True)
+def _expand_inputs(patterns: list[str]) -> list[Path]:
+    """Paths from the command line, globs expanded (also when the shell did not)."""
+    import glob
 
-    out = denoise(
-        image,
+    paths: list[Path] = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?[") and not Path(pattern).exists():
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise FileNotFoundError(f"{pattern}: no file matches")
+            paths += [Path(m) for m in matches]
+        else:
+            paths.append(Path(pattern))
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or directory")
+    return paths
+
+
+def _output_for(source: Path, output: Path, many: bool) -> Path:
+    if not many:
+        return output
+    name = source.name
+    for suffix in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    else:
+        name = source.stem
+    return output / f"{name}.denoised.zarr"
+
+
+def _time_map_arg(path: str | None):
+    if path is None:
+        return None
+    return _read_image(path)
+
+
+def _denoise_one(args, source: Path, target: Path, options) -> None:
+    from tqdm import tqdm
+
+    from .engine.denoise import iter_denoise
+    from .engine.source import open_source
+
+    is_zarr_out = target.name.lower().endswith(".zarr")
+    if not is_zarr_out and target.suffix.lower() not in _FILE_SUFFIXES:
+        raise ValueError(
+            f"{target}: unknown output type; use .zarr (any size, resumable) or "
+            ".tif / .tiff / .npy / .png (small jobs, written at the end)"
+        )
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"the folder of the output, {target.parent}, does not exist")
+    if not is_zarr_out and target.exists() and not args.overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    image = _read_image(str(source)) if source.suffix.lower() in _SMALL_INPUTS else source
+    if args.workers or args.scheduler:
+        if not is_zarr_out:
+            raise ValueError("--workers / --scheduler write a .zarr output")
+        from .engine.lazy import run_distributed
+
+        bar = tqdm(desc=source.name, unit="plane", file=sys.stderr, dynamic_ncols=True)
+
+        def planes(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        run_distributed(
+            image,
+            target,
+            options=options,
+            axes=args.axes,
+            sigma=args.sigma,
+            time_map=_time_map_arg(args.time_map),
+            workers=args.workers,
+            scheduler=args.scheduler,
+            overwrite=args.overwrite,
+            progress=planes,
+        )
+        bar.close()
+        return
+    opened = open_source(image, axes=args.axes, name=source.name)
+    steps = iter_denoise(
+        opened,
+        _time_map_arg(args.time_map),
         sigma=args.sigma,
+        out=target if is_zarr_out else None,
+        overwrite=args.overwrite,
+        pyramid=args.pyramid,
+        options=options,
+    )
+    bar = tqdm(
+        desc=source.name,
+        unit="tile",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tiles "
+        "[{elapsed}<{remaining}{postfix}]",
+    )
+    start = None
+    try:
+        while True:
+            try:
+                step = next(steps)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            import time
+
+            now = time.perf_counter()
+            if start is None:
+                start, first_done = now, step.done
+            bar.total = step.total
+            bar.n = step.done
+            rate = ""
+            if now > start and step.planes_total:
+                per_plane = step.total / step.planes_total
+                pixels = (step.done - first_done) / per_plane * step.plane_pixels
+                rate = f"{pixels / (now - start) / 1e6:.2f} MP/s"
+            bar.set_postfix_str(
+                f"plane {step.planes_done}/{step.planes_total} {rate}".strip(), refresh=False
+            )
+            bar.refresh()
+    except KeyboardInterrupt:
+        steps.close()
+        bar.close()
+        if is_zarr_out:
+            raise KeyboardInterrupt(
+                f"interrupted; {target} holds the planes finished so far: run the same "
+                "command again to finish it"
+            ) from None
+        raise
+    bar.close()
+    if not is_zarr_out:
+        _write_image(str(target), result.image)
+    print(f"wrote {target}")
+
+
+def _cmd_denoise(args) -> int:
+    from .engine.options import DenoiseOptions
+
+    if args.output is None:
+        # the form of earlier versions: denoise INPUT OUTPUT
+        if len(args.inputs) == 2 and not Path(args.inputs[1]).exists():
+            args.output = args.inputs.pop()
+        else:
+            raise ValueError(
+                "give the output with -o (a .zarr store, or a folder for several inputs)"
+            )
+    if args.sigma is not None and args.time_map is not None:
+        raise ValueError("give --sigma or --time-map, not both")
+    if args.workers is not None and args.scheduler is not None:
+        raise ValueError("give --workers or --scheduler, not both")
+    options = DenoiseOptions(
         model=args.model,
-        steps=args.steps,
         sampler=args.sampler,
+        steps=args.steps,
+        eta=args.eta,
+        samples=args.samples,
+        wiener=args.wiener,
         device=args.device,
         precision=args.precision,
         seed=args.seed,
-        wiener=args.wiener,
-        progress=progress,
+        tile_size=args.tile,
+        batch_size=args.batch,
+        threads=args.threads,
     )
-    print(file=sys.stderr)
-    _write_image(args.output, out)
-    print(f"wrote {args.output}")
+    options.resolve()  # every option checked before any file is touched
+    inputs = _expand_inputs(args.inputs)
+    output = Path(args.output)
+    many = len(inputs) > 1
+    if many and not output.is_dir():
+        raise NotADirectoryError(
+            f"{output}: with several inputs, -o must be an existing folder (one output each)"
+        )
+    for source in inputs:
+        _denoise_one(args, source, _output_for(source, output, many), options)
     return 0
 
 
@@ -176,21 +350,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_inspect)
-    p = sub.add_parser("denoise", help="denoise an image file (TIFF, PNG, .npy)")
-    p.add_argument("input")
-    p.add_argument("output")
-    p.add_argument(
-        "--sigma", type=float, default=None, help="noise std in image units (default: estimated)"
+    p = sub.add_parser(
+        "denoise",
+        help="denoise images and stacks of any size (TIFF, zarr, OME-Zarr; also PNG, .npy)",
+        description=DENOISE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default="default")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files or stores; globs allowed"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output: a .zarr store (any size; written as planes finish, resumable), a .tif/.tiff "
+        "(BigTIFF when large), .npy or .png (small jobs), or a folder for several inputs",
+    )
+    p.add_argument(
+        "--axes",
+        default=None,
+        help="axis names, e.g. TZCYX or CYX (default: from the "
+        "file's metadata, else the last two axes are YX)",
+    )
+    p.add_argument(
+        "--model",
+        default="default",
+        help="a name from 'napari-diffdenoise models' or a .safetensors path",
+    )
+    noise = p.add_mutually_exclusive_group()
+    noise.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="noise std in image units (default: estimated per plane)",
+    )
+    noise.add_argument(
+        "--time-map",
+        default=None,
+        help="a time map file (floats in [0, 1] or integer levels of 255), one plane or the stack's shape",
+    )
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--sampler", default=None, choices=["direct", "origin", "cold", "indi"])
-    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--eta", type=float, default=0.0, help="fresh noise of the indi sampler (0: deterministic)"
+    )
+    p.add_argument(
+        "--samples", type=int, default=1, help="stochastic samples averaged (needs --eta > 0)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument(
         "--precision",
         default=None,
         choices=["float32", "bfloat16", "float16"],
         help="network arithmetic (default: the model preset's)",
+    )
+    p.add_argument(
+        "--tile", type=int, default=None, help="tile size in pixels (default: from free memory)"
+    )
+    p.add_argument(
+        "--batch", type=int, default=None, help="tiles per network call (default: from free memory)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for the network (default: torch's)"
     )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
@@ -198,10 +419,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=_wiener_arg,
         default=None,
         help="weight in [0, 1] of the collaborative Wiener (non-local) estimate blended "
-        "with the network's, or 'auto' (a hard-thresholding estimate blended "
-        "into the Wiener step's pilot, a 4x4-patch Wiener estimate mixed with "
-        "the 8x8 one, the weights chosen by SURE); default: "
-        "the preset's (quality: auto, others: 0)",
+        "with the network's, or 'auto' (weights chosen by SURE); default: the preset's "
+        "(quality: auto, others: 0)",
+    )
+    p.add_argument(
+        "--pyramid", action="store_true", help="add a multiscale pyramid to an OME-Zarr output"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output that is not this job's"
+    )
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="run on a local dask cluster of N worker processes",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        default=None,
+        help="run on the dask.distributed scheduler at ADDR (e.g. tcp://host:8786)",
     )
     p.set_defaults(func=_cmd_denoise)
     p = sub.add_parser("train", help="train a model from a recipe (JSON TrainingConfig)")
@@ -244,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:
+        print(f"\n{exc or 'interrupted'}", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

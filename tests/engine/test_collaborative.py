@@ -389,7 +389,9 @@ def test_progress_counts_the_wiener_bands(stripes, wiener, passes, filters):
     if wiener == "auto":
         per_plane += 2 * wiener_bands(*noisy.shape, patch=FINE_PATCH)
     assert seen[-1] == (2 * per_plane, 2 * per_plane)
-    assert [d for d, _ in seen] == list(range(1, 2 * per_plane + 1))
+    # (the planes' tiles share batches: a batched network call counts its tiles at once)
+    done = [d for d, _ in seen]
+    assert done == sorted(set(done)) and done[0] <= 2
 
 
 def test_salt_and_pepper_planes_skip_the_wiener_step():

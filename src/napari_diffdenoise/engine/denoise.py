@@ -1,46 +1,60 @@
-"""``denoise``: the public entry point of the diffusion denoiser (2D images and small stacks).
+"""``denoise``: the public entry point of the diffusion denoiser, for images and stacks of any size.
 
-The work is done by the generator :func:`iter_denoise`, which yields ``(done, total)`` progress
-and returns the result; :func:`denoise` drives it synchronously, a widget can drive it from a
-``thread_worker`` and cancel between yields.
+The job is a pipeline of small parts, each in its own module:
+
+- **source** (:mod:`.source`): numpy, dask and zarr arrays, napari Image layers, TIFF, zarr and
+  OME-Zarr paths, read plane by plane;
+- **plan** (:mod:`.plan`): intensity normalisation per channel and each plane's noise level;
+- **tiles → batches → network → blend** (:mod:`.tiling`, :mod:`.network`), with the optional
+  non-local step per plane (below);
+- **sink** (:mod:`.sink`): numpy arrays, or a zarr / OME-Zarr store written as planes finish and
+  resumed where a run stopped.
+
+:func:`iter_denoise` composes them as a generator that yields :class:`Progress` and returns a
+:class:`DenoiseResult`; :func:`denoise` drives it synchronously, a widget from a
+``thread_worker`` (cancelling between yields). Reading (and the blind noise estimate) of the
+next planes and writing of the finished ones run in background threads beside the network.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .._progress import run_to_end
-from .._validation import (
-    as_image,
-    check_choice,
-    check_dtype,
-    check_int,
-    check_not_rgb,
-    check_number,
-    is_layer,
-    layer_data,
-)
-from ..intensity import SIGMA_MAX, IntensityRange, robust_range
+from .._validation import as_image, is_labels_layer, layer_data
+from ..intensity import SIGMA_MAX
+from .options import AUTO_FALLBACK, DenoiseOptions, Settings, check_wiener  # noqa: F401
+from .tiling import TILE_CONTEXT, TILE_OVERLAP
 
-__all__ = ["denoise", "iter_denoise", "DenoiseResult", "TILE_SIZE", "TILE_OVERLAP", "TILE_CONTEXT"]
+__all__ = [
+    "denoise",
+    "iter_denoise",
+    "DenoiseResult",
+    "DenoiseOptions",
+    "Progress",
+    "TILE_OVERLAP",
+    "TILE_CONTEXT",
+]
 
-TILE_SIZE = 512
-TILE_OVERLAP = 32
-TILE_CONTEXT = 48
-_PAD = 8
+#: most planes run through the network together (tiles of several planes share batches)
+MAX_GROUP = 16
 
 
 @dataclass
 class DenoiseResult:
     """What ``denoise(..., return_details=True)`` returns."""
 
-    image: np.ndarray
+    #: the denoised image: a numpy array, or the zarr array written with ``out=``
+    image: Any
     std: np.ndarray | None
-    time_map: np.ndarray
+    #: the time map each pixel started from (in-memory results only)
+    time_map: np.ndarray | None
     report: Any | None
     #: ``wiener="auto"``: the Wiener weight chosen for each plane (impulse planes left out)
     wiener_weights: list[float] | None = None
@@ -50,90 +64,73 @@ class DenoiseResult:
     #: ``wiener="auto"``: the share of the fine-patch (4 × 4) Wiener estimate in each plane's
     #: Wiener estimate (same planes)
     fine_weights: list[float] | None = None
+    #: the parameters of the run (model, its hash, every option): ``denoise(image,
+    #: **metadata["parameters"])`` reproduces the result
+    metadata: dict | None = None
 
 
-def _time_levels_to_sigma(t_levels, image, intensity: IntensityRange) -> np.ndarray:
-    """A napari Labels time map (levels 0..L, metadata) → σ map in image units."""
-    from ..noise.timemap import DEFAULT_TIME_LEVELS, levels_to_time_map
+class Progress(tuple):
+    """``(done, total)`` progress units (network evaluations of a tile, and non-local filter
+    bands), with the planes finished and the pixels per plane for rates (MP/s)."""
 
-    meta = getattr(t_levels, "metadata", None) or {}
-    levels = int(meta.get("time_levels", DEFAULT_TIME_LEVELS))
-    sigma_max = float(meta.get("sigma_max", SIGMA_MAX * intensity.scale))
-    t = levels_to_time_map(np.asarray(layer_data(t_levels)), levels)
-    return t * sigma_max
+    def __new__(
+        cls,
+        done: int,
+        total: int,
+        planes_done: int = 0,
+        planes_total: int = 0,
+        plane_pixels: int = 0,
+    ):
+        self = super().__new__(cls, (int(done), int(total)))
+        self.planes_done = planes_done
+        self.planes_total = planes_total
+        self.plane_pixels = plane_pixels
+        return self
+
+    @property
+    def done(self) -> int:
+        return self[0]
+
+    @property
+    def total(self) -> int:
+        return self[1]
 
 
-def _sigma_from_inputs(arr, time_map, sigma, intensity: IntensityRange) -> np.ndarray | None:
-    """σ map in image units from ``time_map`` or ``sigma`` (None: estimate it)."""
-    if time_map is not None and sigma is not None:
-        raise ValueError("pass either time_map or sigma, not both")
-    if time_map is not None:
-        data = np.asarray(layer_data(time_map))
-        if is_layer(time_map) or data.dtype.kind in "ui":
-            sig = _time_levels_to_sigma(time_map, arr, intensity)
-        else:
-            if data.dtype.kind != "f":
-                raise TypeError(
-                    f"time_map must hold floats in [0, 1] or integer levels, got {data.dtype}"
-                )
-            if not np.isfinite(data).all():
-                raise ValueError("time_map contains NaN or infinite values")
-            if data.size and (data.min() < 0 or data.max() > 1):
-                raise ValueError(
-                    f"time_map values must lie in [0, 1], got [{data.min():.3g}, {data.max():.3g}]"
-                )
-            sig = data.astype(np.float32) * np.float32(SIGMA_MAX * intensity.scale)
-        name = "time_map"
-    elif sigma is not None:
-        sig = np.asarray(sigma, dtype=np.float64) if not np.isscalar(sigma) else np.float64(sigma)
-        if np.asarray(sig).dtype.kind not in "fiu":
-            raise TypeError("sigma must be a number or a numeric array")
-        if not np.isfinite(sig).all():
-            raise ValueError("sigma contains NaN or infinite values")
-        if np.any(np.asarray(sig) < 0):
-            raise ValueError("sigma must be >= 0 (a noise standard deviation in image units)")
-        name = "sigma"
+def _output_dtype(settings: Settings, input_dtype: np.dtype) -> np.dtype:
+    """The input's dtype (integers rounded and clipped; float16/32/64 kept), or the user's."""
+    if settings.output_dtype is not None:
+        dtype = settings.output_dtype
     else:
+        dtype = np.dtype(input_dtype)
+    if dtype.kind == "f" and dtype.itemsize == 4:
+        return np.dtype(np.float32)
+    return dtype
+
+
+def _noise_generator(settings: Settings, group: int):
+    """The torch generator of one group of planes: seeded from (seed, group), so a resumed run
+    draws the same noise as an uninterrupted one; fresh where no seed is given."""
+    import torch
+
+    if settings.seed is None and settings.eta == 0:
         return None
-    sig = np.asarray(sig, dtype=np.float32)
-    try:
-        sig = np.broadcast_to(sig, arr.shape)
-    except ValueError:
-        raise ValueError(
-            f"{name} of shape {sig.shape} does not match the image shape {arr.shape}"
-        ) from None
-    return sig
+    generator = torch.Generator(device=settings.device)
+    if settings.seed is None:
+        generator.seed()
+    else:
+        state = np.random.SeedSequence([settings.seed, group]).generate_state(1, dtype=np.uint64)
+        generator.manual_seed(int(state[0]) & ((1 << 63) - 1))
+    return generator
 
 
-def _dihedral(x, k: int):
-    import torch
-
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if k >= 4 else x
-
-
-def _undihedral(x, k: int):
-    import torch
-
-    if k >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, -(k % 4), dims=(-2, -1))
-
-
-def _plane_tau_and_input(plane, sigma_plane, intensity, sigma_max_model):
-    """Normalised observation, τ map and the noise report (blind mode) for one plane."""
-    report = None
-    yn = intensity.normalise(plane)
-    impulse = None
-    if sigma_plane is None:
-        from ..noise.estimate import estimate_noise
-
-        report = estimate_noise(plane)
-        sigma_plane = report.start_sigma_map
-        if report.kind == "salt_and_pepper" and report.impulse_mask is not None:
-            impulse = np.asarray(report.impulse_mask, dtype=bool)
-    tau = np.asarray(sigma_plane, dtype=np.float32) / np.float32(intensity.scale * sigma_max_model)
-    return yn, np.clip(tau, 0.0, 1.0), impulse, report
+def _relay(steps, planes_done: Callable[[], int], planes_total: int, plane_pixels: int):
+    """Re-yield ``(done, total)`` steps as :class:`Progress`; returns the generator's value."""
+    while True:
+        try:
+            d, t = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(d, t, planes_done(), planes_total, plane_pixels)
 
 
 def iter_denoise(
@@ -141,303 +138,309 @@ def iter_denoise(
     time_map=None,
     *,
     sigma=None,
-    model="default",
-    steps: int | None = None,
-    sampler: str | None = None,
-    eta: float = 0.0,
-    samples: int = 1,
-    ensemble: int | None = None,
-    wiener: float | str | None = None,
-    device="auto",
-    precision: str | None = None,
-    seed: int | None = None,
-    tile_size: int = TILE_SIZE,
-    output_dtype=None,
-) -> Generator[tuple[int, int], None, DenoiseResult]:
-    """Generator form of :func:`denoise`: yields ``(done, total)`` network evaluations."""
+    axes: str | None = None,
+    out=None,
+    overwrite: bool = False,
+    pyramid: bool = False,
+    options: DenoiseOptions | None = None,
+    plan: Any = None,
+    **option_values: Any,
+) -> Generator[Progress, None, DenoiseResult]:
+    """Generator form of :func:`denoise`: yields :class:`Progress` ``(done, total)``, returns a
+    :class:`DenoiseResult`. Closing it (a cancelled worker) stops between two network calls;
+    a zarr output is left as a resumable partial job.
+
+    ``plan`` (a :class:`.plan.Plan` of ``image``, instead of ``time_map``/``sigma``) is for the
+    dask path (:mod:`.lazy`): blocks of a stack denoised with the whole stack's plan."""
     import torch
 
     from ..diffusion.impulses import IMPULSE_TIME, fill_missing
-    from ..diffusion.samplers import check_sampler_args, iter_sample
-    from ..model.registry import load_model
-    from .collaborative import (
-        PATCH,
-        iter_collaborative_threshold,
-        iter_collaborative_wiener,
-        wiener_bands,
-    )
-    from .device import resolve_device, resolve_precision
-    from .tiling import blend_weight, tile_slices
+    from .collaborative import wiener_bands
+    from .network import PlaneJob, iter_network, network_call, units_per_plane
+    from .plan import make_plan
+    from .sink import ArraySink, ZarrSink
+    from .source import open_source
+    from .tiling import plan_tiles
 
-    arr = as_image(image)
-    check_not_rgb(image, arr.shape)
-    loaded = load_model(model)
-    sampler = loaded.sampler if sampler is None else sampler
-    steps = check_sampler_args(sampler, loaded.steps if steps is None else steps, eta)
-    ensemble = loaded.ensemble if ensemble is None else ensemble
-    check_choice(ensemble, "ensemble (flip/rotation copies)", (1, 2, 4, 8))
-    wiener, auto = _check_wiener(loaded.wiener if wiener is None else wiener)
-    samples = check_int(samples, "samples", low=1)
-    if samples > 1 and eta == 0:
-        raise ValueError("samples > 1 needs a stochastic sampler: use sampler='indi' with eta > 0")
-    tile_size = check_int(tile_size, "tile_size", low=64)
-    if output_dtype is not None:
-        output_dtype = check_dtype(output_dtype, "output_dtype")
-    if auto and (eta > 0 or samples > 1):  # SURE needs a deterministic estimate
-        auto, wiener = False, AUTO_FALLBACK
-    torch_device = resolve_device(device)
-    amp = resolve_precision(
-        loaded.precision if precision is None else precision,
-        torch_device,
-        preferred=precision is None,
-    )
-    intensity = robust_range(arr)
-    sigma_map = _sigma_from_inputs(arr, time_map, sigma, intensity)
+    if options is None:
+        options = DenoiseOptions.from_kwargs(**option_values)
+    elif option_values:
+        raise TypeError("pass either options= or keyword options, not both")
+    if not isinstance(image, (str, os.PathLike)) and not is_labels_layer(image):
+        data = layer_data(image)
+        if isinstance(data, np.ndarray) or not hasattr(data, "shape"):
+            as_image(image)  # in-memory input: every check (NaN included) before any work
+    source = open_source(image, axes=axes)
+    settings = options.resolve()
+    if plan is None:
+        plan = make_plan(source, time_map, sigma)
+    elif time_map is not None or sigma is not None:
+        raise ValueError("pass time_map / sigma or plan=, not both")
+    dtype = _output_dtype(settings, source.dtype)
+    metadata = settings.metadata()
+    metadata["noise"] = plan.describe_noise()
+    if out is None:
+        sink = ArraySink(source, dtype, with_std=settings.samples > 1)
+    else:
+        job = {"input": source.describe(), **metadata}
+        sink = ZarrSink(out, source, dtype, job, overwrite=overwrite, pyramid=pyramid)
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
 
-    net = loaded.net
-    if torch_device.type != "cpu":
+    net = settings.loaded.net
+    if settings.device.type != "cpu":
         import copy
 
-        net = copy.deepcopy(net).to(torch_device)
-    mult = net.config.multiple
-    sig_max = loaded.sigma_max
-    call = _network_call(net, torch_device, amp)
-    noise_generator = None
-    if seed is not None:
-        noise_generator = torch.Generator(device=torch_device).manual_seed(int(seed))
-    elif eta > 0:
-        noise_generator = torch.Generator(device=torch_device)
-        noise_generator.seed()
-
-    planes_shape = arr.shape[:-2]
-    n_planes = int(np.prod(planes_shape)) if planes_shape else 1
-    h, w = arr.shape[-2:]
-    overlap = min(TILE_OVERLAP, tile_size // 4)
-    context = 0 if max(h, w) <= tile_size else min(TILE_CONTEXT, tile_size // 4)
-    tiles = list(tile_slices((h, w), tile_size, overlap))
+        net = copy.deepcopy(net).to(settings.device)
+    call = network_call(net, settings.device, settings.amp)
+    sig_max = settings.sigma_max
+    h, w = source.plane_shape
+    members, samples, steps = settings.ensemble, settings.samples, settings.steps
+    tile_size = settings.choose_tile_size((h, w))
+    read_h, read_w = plan_tiles((h, w), tile_size)[0].read_shape
+    batch = settings.choose_batch_size((read_h + 2 * 8 + 16) * (read_w + 2 * 8 + 16))
+    n_tiles = len(plan_tiles((h, w), tile_size))
+    group_size = int(max(1, min(MAX_GROUP, batch // max(1, n_tiles * members))))
+    layout = sink.layout({"tile_size": tile_size, "batch_size": batch, "group_size": group_size})
+    tile_size, batch, group_size = layout["tile_size"], layout["batch_size"], layout["group_size"]
+    tiles = plan_tiles((h, w), tile_size)
+    auto, wiener = settings.auto_wiener, settings.wiener
     wiener_on = auto or wiener > 0
     n_bands = wiener_bands(h, w) if wiener_on else 0
-    # progress steps of the non-local step per plane: its bands, and for "auto" the
+    # progress units of the non-local step per plane: its bands, and for "auto" the
     # hard-thresholding pass, the 4 × 4 Wiener pass and the SURE probes (one more network
     # pass, thresholding and both Wiener steps); counted whether a plane runs it or skips it
     n_fine = wiener_bands(h, w, patch=FINE_PATCH) if auto else 0
-    probe_steps = len(tiles) * steps + 3 * n_bands + 2 * n_fine if auto else 0
-    wiener_steps = n_bands + probe_steps
-    per_plane = len(tiles) * ensemble * samples * steps + wiener_steps
+    probe_units = len(tiles) * steps + 3 * n_bands + 2 * n_fine if auto else 0
+    wiener_units = n_bands + probe_units
+    per_plane = units_per_plane(len(tiles), members, samples, steps) + wiener_units
+    n_planes = source.n_planes
     total = n_planes * per_plane
+    groups = [list(range(g, min(g + group_size, n_planes))) for g in range(0, n_planes, group_size)]
+    finished = sink.done_planes(None)
+    todo = [(g, numbers) for g, numbers in enumerate(groups) if not set(numbers) <= finished]
+    done = (n_planes - sum(len(numbers) for _, numbers in todo)) * per_plane
+    planes_done = n_planes - sum(len(numbers) for _, numbers in todo)
     weights: list[float] = []
     ht_weights: list[float] = []
     fine_weights: list[float] = []
-    done = 0
-    flat = arr.reshape((n_planes, h, w))
-    sig_flat = None if sigma_map is None else sigma_map.reshape((n_planes, h, w))
-    out = np.empty((n_planes, h, w), dtype=np.float32)
-    std_out = np.empty((n_planes, h, w), dtype=np.float32) if samples > 1 else None
-    tau_out = np.empty((n_planes, h, w), dtype=np.float32)
     report = None
+    net_args = dict(
+        call=call,
+        tile_size=tile_size,
+        batch_size=batch,
+        multiple=settings.multiple,
+        device=settings.device,
+        sampler=settings.sampler,
+        steps=steps,
+        eta=settings.eta,
+        sigma_max=sig_max,
+    )
 
-    def run_plane(y_t, tau_t, members: int, n_samples: int, want_first: bool):
-        """The network over the tiles of one plane (``members`` flip/rotation copies,
-        ``n_samples`` samples); yields progress, returns (mean, spread or None, the
-        identity copy's estimate or None)."""
-        nonlocal done
-        acc = np.zeros((h, w), dtype=np.float64)
-        acc2 = np.zeros((h, w), dtype=np.float64) if n_samples > 1 else None
-        acc0 = np.zeros((h, w), dtype=np.float64) if want_first else None
-        wsum = np.zeros((h, w), dtype=np.float64)
-        for rs, cs in tiles:
-            # run each tile with up to `context` pixels of real image around it, then keep the
-            # tile itself: the network sees the same neighbourhood as in a whole-image run
-            r0, r1 = max(rs.start - context, 0), min(rs.stop + context, h)
-            c0, c1 = max(cs.start - context, 0), min(cs.stop + context, w)
-            yt = y_t[..., r0:r1, c0:c1]
-            tt = tau_t[..., r0:r1, c0:c1]
-            th, tw = yt.shape[-2:]
-            keep_r = slice(rs.start - r0, rs.start - r0 + (rs.stop - rs.start))
-            keep_c = slice(cs.start - c0, cs.start - c0 + (cs.stop - cs.start))
-            ph = (-(th + 2 * _PAD)) % mult + _PAD
-            pw = (-(tw + 2 * _PAD)) % mult + _PAD
-            mode = "reflect" if min(th, tw) > max(ph, pw) else "replicate"
-            pad = (_PAD, pw, _PAD, ph)
-            yp = torch.nn.functional.pad(yt, pad, mode=mode).to(torch_device)
-            tp = torch.nn.functional.pad(tt, pad, mode=mode).to(torch_device)
-            tile_sum = torch.zeros((th, tw), dtype=torch.float64)
-            tile_sq = torch.zeros((th, tw), dtype=torch.float64)
-            tile_first = None
-            for _ in range(n_samples):
-                est = torch.zeros((th, tw), dtype=torch.float64)
-                for k in range(members):
-                    yk, tk = _dihedral(yp, k), _dihedral(tp, k)
-                    for _, _, xk in iter_sample(  # noqa: B007 (the last state is the estimate)
-                        call,
-                        yk,
-                        tk,
-                        sampler=sampler,
-                        steps=steps,
-                        eta=eta,
-                        sigma_max=sig_max,
-                        generator=noise_generator,
-                    ):
-                        done += 1
-                        yield done, total
-                    xk = _undihedral(xk, k)[0, 0, _PAD : _PAD + th, _PAD : _PAD + tw]
-                    est += xk.double().cpu()
-                    if k == 0 and tile_first is None:
-                        tile_first = xk.double().cpu()
-                est /= members
-                tile_sum += est
-                tile_sq += est**2
-            tile_sum, tile_sq = tile_sum[keep_r, keep_c], tile_sq[keep_r, keep_c]
-            th, tw = tile_sum.shape
-            wgt = blend_weight(th, tw, overlap if len(tiles) > 1 else 0)
-            mean = (tile_sum / n_samples).numpy()
-            acc[rs, cs] += wgt * mean
-            wsum[rs, cs] += wgt
-            if acc2 is not None:
-                var = (
-                    np.maximum((tile_sq / n_samples).numpy() - mean**2, 0.0)
-                    * n_samples
-                    / (n_samples - 1)
-                )
-                acc2[rs, cs] += wgt * np.sqrt(var)
-            if acc0 is not None:
-                acc0[rs, cs] += wgt * tile_first[keep_r, keep_c].numpy()
-        mean = (acc / wsum).astype(np.float32)
-        spread = None if acc2 is None else (acc2 / wsum).astype(np.float32)
-        first = None if acc0 is None else (acc0 / wsum).astype(np.float32)
-        return mean, spread, first
+    def prepare(numbers: list[int]):
+        return [plan.prepare(n, source.read_plane(n), sig_max) for n in numbers]
+
+    def counted():
+        return planes_done
+
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffdenoise-read")
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffdenoise-write")
+    pending_writes: list = []
+    complete = False
+    try:
+        upcoming = reader.submit(prepare, todo[0][1]) if todo else None
+        for position, (group, numbers) in enumerate(todo):
+            inputs = upcoming.result()
+            upcoming = (
+                reader.submit(prepare, todo[position + 1][1]) if position + 1 < len(todo) else None
+            )
+            generator = _noise_generator(settings, group)
+            jobs, impulse_planes, group_writes = [], [], []
+            for item in inputs:
+                report = item.report if item.report is not None else report
+                y_t = torch.from_numpy(np.ascontiguousarray(item.observation)).view(1, 1, h, w)
+                tau_t = torch.from_numpy(np.ascontiguousarray(item.tau)).view(1, 1, h, w)
+                has_impulses = item.impulses is not None and bool(item.impulses.any())
+                if has_impulses:
+                    miss = torch.from_numpy(item.impulses).view(1, 1, h, w)
+                    y_t = fill_missing(y_t, miss)
+                    tau_t = torch.where(
+                        miss, torch.full_like(tau_t, IMPULSE_TIME * SIGMA_MAX / sig_max), tau_t
+                    )
+                impulse_planes.append(has_impulses)
+                # ("auto" keeps the identity copy's estimate: the probe's pass is compared with it)
+                jobs.append(PlaneJob(y_t, tau_t, members, samples, want_first=auto))
+            estimates = yield from _relay(
+                iter_network(jobs, generator=generator, progress=(done, total), **net_args),
+                counted,
+                n_planes,
+                h * w,
+            )
+            done += len(numbers) * units_per_plane(len(tiles), members, samples, steps)
+            for item, job, estimate, has_impulses in zip(inputs, jobs, estimates, impulse_planes):
+                tau = job.tau[0, 0].numpy()
+                mean = estimate.mean
+                if wiener_on and not has_impulses:
+                    mean, plane_weights = yield from _relay(
+                        _iter_nonlocal(
+                            item.observation,
+                            tau,
+                            mean,
+                            estimate.first,
+                            job.tau,
+                            auto=auto,
+                            wiener=wiener,
+                            sig_max=sig_max,
+                            n_bands=n_bands,
+                            n_fine=n_fine,
+                            progress=(done, total),
+                            run_probe=lambda y_probe, t, at, generator=generator: iter_network(
+                                [PlaneJob(y_probe, t)],
+                                generator=generator,
+                                progress=at,
+                                **net_args,
+                            ),
+                            probe_units=len(tiles) * steps,
+                            device=settings.device,
+                        ),
+                        counted,
+                        n_planes,
+                        h * w,
+                    )
+                    if plane_weights is not None:
+                        weights.append(plane_weights[0])
+                        ht_weights.append(plane_weights[1])
+                        fine_weights.append(plane_weights[2])
+                done += wiener_units
+                image_plane = item.intensity.denormalise(mean)
+                # τ = 0 means "leave this pixel alone": copy it exactly
+                untouched = tau <= 0
+                if untouched.any():
+                    image_plane = np.where(untouched, item.plane.astype(np.float32), image_plane)
+                std = None
+                if estimate.spread is not None:
+                    std = estimate.spread * np.float32(item.intensity.scale)
+                group_writes.append(writer.submit(sink.write, item.number, image_plane, tau, std))
+                planes_done += 1
+            pending_writes += group_writes
+            pending_writes.append(writer.submit(_mark_done, group_writes, sink, numbers))
+        for future in pending_writes:
+            future.result()
+        sink.finish()
+        complete = True
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True, cancel_futures=not complete)
+        if not complete:
+            sink.abort()
+    return DenoiseResult(
+        sink.image if out is None else sink.array,
+        getattr(sink, "std", None),
+        getattr(sink, "tau", None),
+        report,
+        weights if auto else None,
+        ht_weights if auto else None,
+        fine_weights if auto else None,
+        metadata,
+    )
+
+
+def _mark_done(writes: list, sink, numbers: list[int]) -> None:
+    """After the planes' data are written (the writes before it in the same queue), record them
+    as finished."""
+    for future in writes:
+        error = future.exception()
+        if error is not None:
+            raise error
+    sink.mark_done(numbers)
+
+
+def _iter_nonlocal(
+    yn,
+    tau,
+    mean,
+    first,
+    tau_t,
+    *,
+    auto,
+    wiener,
+    sig_max,
+    n_bands,
+    n_fine,
+    progress,
+    run_probe,
+    probe_units,
+    device,
+):
+    """The non-local step of one plane: a collaborative Wiener filter of the observation,
+    guided by a pilot (the network's estimate; for "auto", blended with a hard-thresholding
+    estimate), blended in. Yields ``(done, total)``; returns the plane and, for "auto", its
+    ``(wiener, thresholding, fine-patch)`` weights."""
+    import torch
+
+    from .collaborative import PATCH, iter_collaborative_threshold, iter_collaborative_wiener
+
+    done, total = progress
+    h, w = yn.shape
 
     def filter_pass(filter_steps, bands: int = n_bands):
-        """One pass of a non-local filter (a ``(bands done, bands)`` generator); its bands
-        count as progress. Returns the filtered plane."""
         nonlocal done
         value = yield from _counted(filter_steps, done, total)
         done += bands
         return value
 
-    for i in range(n_planes):
-        yn, tau, impulse, rep = _plane_tau_and_input(
-            flat[i], None if sig_flat is None else sig_flat[i], intensity, sig_max
-        )
-        report = rep if rep is not None else report
-        y_t = torch.from_numpy(np.ascontiguousarray(yn)).view(1, 1, h, w)
-        tau_t = torch.from_numpy(np.ascontiguousarray(tau)).view(1, 1, h, w)
-        has_impulses = impulse is not None and bool(impulse.any())
-        if has_impulses:
-            miss = torch.from_numpy(impulse).view(1, 1, h, w)
-            y_t = fill_missing(y_t, miss)
-            tau_t = torch.where(
-                miss, torch.full_like(tau_t, IMPULSE_TIME * SIGMA_MAX / sig_max), tau_t
-            )
-        tau_out[i] = tau_t[0, 0].numpy()
-        # ("auto" keeps the identity copy's estimate: the probe's pass is compared with it)
-        mean, spread, first = yield from run_plane(y_t, tau_t, ensemble, samples, auto)
-        out[i] = mean
-        if std_out is not None:
-            std_out[i] = spread
-        if wiener_on and not has_impulses:
-            # the non-local step: a collaborative Wiener filter of the observation, guided by
-            # a pilot (the network's estimate; for "auto", blended with a hard-thresholding
-            # estimate), blended in (not on impulse noise, whose observation is not
-            # Gaussian-like); its bands count as progress
-            s_n = tau_out[i] * np.float32(sig_max)
-            noisy_px = s_n[s_n > 0]
-            if not auto:
-                cw = yield from filter_pass(
-                    iter_collaborative_wiener(yn, mean, s_n, device=torch_device)
-                )
-                pilot, weight = mean, wiener
-            elif noisy_px.size == 0 or min(h, w) < PATCH:
-                # nothing is noisy (the network's pixels are the unchanged ones), or the plane
-                # is smaller than one patch (nothing to match): the network's estimate
-                pilot, cw, weight = mean, mean, 0.0
-                done += wiener_steps
-                weights.append(weight)
-                ht_weights.append(0.0)
-                fine_weights.append(0.0)
-            else:
-                # 1. collaborative hard thresholding (BM3D's first stage), blended into the
-                #    pilot by SURE: where the image repeats itself (stripes, lattices) it keeps
-                #    detail the network smooths away;
-                # 2. the collaborative Wiener filter guided by that pilot, with 8 × 8 and with
-                #    4 × 4 patches (finer detail where the noise allows), mixed by SURE;
-                # 3. that Wiener estimate blended in by SURE.
-                # SURE's divergence terms come from one ±1 probe, the pipeline rerun on a
-                # perturbed observation: one network pass at ±SURE_EPSILON·σ (the ensemble's
-                # estimate moved by that pass's change, scaled up to the filters' step), the
-                # filters at ±SURE_EPSILON_FILTERS·σ, a larger step since block matching and
-                # thresholds make them jump
-                probe = np.random.default_rng(SURE_PROBE_SEED).choice(
-                    np.float32([-1.0, 1.0]), size=(h, w)
-                )
-                scale = float(np.median(noisy_px))
-                eps = np.float32(max(SURE_EPSILON * scale, 1e-5))
-                eps_f = np.float32(max(SURE_EPSILON_FILTERS * scale, 1e-5))
-                yn_f = yn + eps_f * probe  # (y_t is yn here: impulse planes skip the step)
-                ht = yield from filter_pass(
-                    iter_collaborative_threshold(yn, s_n, device=torch_device)
-                )
-                ht_f = yield from filter_pass(
-                    iter_collaborative_threshold(yn_f, s_n, device=torch_device)
-                )
-                moved, _, _ = yield from run_plane(
-                    torch.from_numpy(yn + eps * probe).view(1, 1, h, w), tau_t, 1, 1, False
-                )
-                mean_f = mean + (moved - first) * (eps_f / eps)
-                b = float(
-                    np.clip(
-                        sure_blend_weight(yn, mean, ht, mean_f, ht_f, probe, eps_f, s_n)[0],
-                        0.0,
-                        1.0,
+    s_n = tau * np.float32(sig_max)
+    noisy_px = s_n[s_n > 0]
+    if not auto:
+        cw = yield from filter_pass(iter_collaborative_wiener(yn, mean, s_n, device=device))
+        return (1.0 - wiener) * mean + wiener * cw, None
+    if noisy_px.size == 0 or min(h, w) < PATCH:
+        # nothing is noisy (the network's pixels are the unchanged ones), or the plane is
+        # smaller than one patch (nothing to match): the network's estimate
+        return mean, (0.0, 0.0, 0.0)
+    # 1. collaborative hard thresholding (BM3D's first stage), blended into the pilot by SURE:
+    #    where the image repeats itself (stripes, lattices) it keeps detail the network smooths;
+    # 2. the collaborative Wiener filter guided by that pilot, with 8 × 8 and with 4 × 4
+    #    patches (finer detail where the noise allows), mixed by SURE;
+    # 3. that Wiener estimate blended in by SURE.
+    # SURE's divergence terms come from one ±1 probe, the pipeline rerun on a perturbed
+    # observation: one network pass at ±SURE_EPSILON·σ (the ensemble's estimate moved by that
+    # pass's change, scaled up to the filters' step), the filters at ±SURE_EPSILON_FILTERS·σ, a
+    # larger step since block matching and thresholds make them jump
+    probe = np.random.default_rng(SURE_PROBE_SEED).choice(np.float32([-1.0, 1.0]), size=(h, w))
+    scale = float(np.median(noisy_px))
+    eps = np.float32(max(SURE_EPSILON * scale, 1e-5))
+    eps_f = np.float32(max(SURE_EPSILON_FILTERS * scale, 1e-5))
+    yn_f = yn + eps_f * probe  # (the observation itself: impulse planes skip the step)
+    ht = yield from filter_pass(iter_collaborative_threshold(yn, s_n, device=device))
+    ht_f = yield from filter_pass(iter_collaborative_threshold(yn_f, s_n, device=device))
+    (moved,) = yield from run_probe(
+        torch.from_numpy(yn + eps * probe).view(1, 1, h, w), tau_t, (done, total)
+    )
+    done += probe_units
+    mean_f = mean + (moved.mean - first) * (eps_f / eps)
+    b = float(
+        np.clip(sure_blend_weight(yn, mean, ht, mean_f, ht_f, probe, eps_f, s_n)[0], 0.0, 1.0)
+    )
+    pilot = (1.0 - b) * mean + b * ht
+    pilot_f = (1.0 - b) * mean_f + b * ht_f
+    passes = []
+    for patch, bands in ((PATCH, n_bands), (FINE_PATCH, n_fine)):
+        for obs, guide in ((yn, pilot), (yn_f, pilot_f)):
+            passes.append(
+                (
+                    yield from filter_pass(
+                        iter_collaborative_wiener(obs, guide, s_n, patch=patch, device=device),
+                        bands,
                     )
                 )
-                pilot = (1.0 - b) * mean + b * ht
-                pilot_f = (1.0 - b) * mean_f + b * ht_f
-                passes = []
-                for patch, bands in ((PATCH, n_bands), (FINE_PATCH, n_fine)):
-                    for obs, guide in ((yn, pilot), (yn_f, pilot_f)):
-                        passes.append(
-                            (
-                                yield from filter_pass(
-                                    iter_collaborative_wiener(
-                                        obs, guide, s_n, patch=patch, device=torch_device
-                                    ),
-                                    bands,
-                                )
-                            )
-                        )
-                coarse, coarse_f, fine, fine_f = passes
-                c = fine_patch_share(
-                    *sure_blend_weight(yn, coarse, fine, coarse_f, fine_f, probe, eps_f, s_n)
-                )
-                cw = (1.0 - c) * coarse + c * fine
-                cw_f = (1.0 - c) * coarse_f + c * fine_f
-                weight = auto_wiener_weight(
-                    *sure_blend_weight(yn, pilot, cw, pilot_f, cw_f, probe, eps_f, s_n)
-                )
-                weights.append(weight)
-                ht_weights.append(b)
-                fine_weights.append(c)
-            out[i] = (1.0 - weight) * pilot + weight * cw
-        else:
-            done += wiener_steps
-
-    result = intensity.denormalise(out).reshape(arr.shape)
-    # τ = 0 means "leave this pixel alone": copy it exactly (no normalisation round-off)
-    untouched = tau_out.reshape(arr.shape) <= 0
-    if untouched.any():
-        result = np.where(untouched, arr.astype(np.float32), result)
-    result = _cast(result, arr.dtype if output_dtype is None else output_dtype)
-    std = None if std_out is None else (std_out * np.float32(intensity.scale)).reshape(arr.shape)
-    return DenoiseResult(
-        result,
-        std,
-        tau_out.reshape(arr.shape),
-        report,
-        weights if auto else None,
-        ht_weights if auto else None,
-        fine_weights if auto else None,
-    )
+            )
+    coarse, coarse_f, fine, fine_f = passes
+    c = fine_patch_share(*sure_blend_weight(yn, coarse, fine, coarse_f, fine_f, probe, eps_f, s_n))
+    cw = (1.0 - c) * coarse + c * fine
+    cw_f = (1.0 - c) * coarse_f + c * fine_f
+    weight = auto_wiener_weight(*sure_blend_weight(yn, pilot, cw, pilot_f, cw_f, probe, eps_f, s_n))
+    return (1.0 - weight) * pilot + weight * cw, (weight, b, c)
 
 
 #: the Monte-Carlo probe's step for the network, relative to the median noise std (SURE's
@@ -453,23 +456,13 @@ FINE_PATCH = 4
 SURE_PROBE_SEED = 0
 #: the Wiener weight ``"auto"`` falls back to with stochastic sampling (no SURE there), and
 #: the weight SURE's estimate is shrunk towards where it is uncertain
-AUTO_FALLBACK = AUTO_PRIOR = 0.5
+AUTO_PRIOR = AUTO_FALLBACK
 #: the least weight ``"auto"`` gives (SURE assumes white noise of a known σ, which real
 #: detector noise is not; docs/design/denoiser.md)
 AUTO_MIN = 0.25
 #: how many variances a deviation from the prior must exceed before it counts
 #: (:func:`_james_stein`)
 AUTO_SHRINK = 2.0
-
-
-def _check_wiener(wiener) -> tuple[float, bool]:
-    """``(weight, auto)`` from a ``wiener`` argument: a weight in [0, 1] or ``"auto"``."""
-    if isinstance(wiener, str) and wiener == "auto":
-        return 0.0, True
-    try:
-        return check_number(wiener, "wiener", low=0.0, high=1.0), False
-    except ValueError:
-        raise ValueError(f"wiener must be a weight in [0, 1] or 'auto', got {wiener!r}") from None
 
 
 def sure_blend_weight(
@@ -546,32 +539,6 @@ def _counted(progress_steps, done: int, total: int):
         yield done + k, total
 
 
-def _network_call(net, torch_device, amp):
-    """``net`` as the sampler's callable: no autograd, and autocast to ``amp`` (a 16-bit dtype)
-    if given. The contexts are entered per call, so nothing leaks to the caller between the
-    generator's yields."""
-    import torch
-
-    def call(x, y, t):
-        with torch.no_grad():
-            if amp is None:
-                return net(x, y, t)
-            with torch.autocast(torch_device.type, dtype=amp):
-                return net(x, y, t).float()
-
-    return call
-
-
-def _cast(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
-    if dtype.kind == "f" and dtype.itemsize < 4:
-        return x.astype(dtype)
-    return x.astype(np.float32 if dtype.itemsize <= 4 else dtype)
-
-
 def denoise(
     image,
     time_map=None,
@@ -588,8 +555,14 @@ def denoise(
     precision: str | None = None,
     seed: int | None = None,
     progress: Callable[[int, int], Any] | None = None,
-    tile_size: int = TILE_SIZE,
+    tile_size: int | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
     output_dtype=None,
+    axes: str | None = None,
+    out=None,
+    overwrite: bool = False,
+    pyramid: bool = False,
     return_std: bool = False,
     return_details: bool = False,
 ):
@@ -660,13 +633,12 @@ def denoise(
     """
     if return_std and samples < 2:
         raise ValueError("return_std needs samples > 1 with sampler='indi' and eta > 0")
-    steps_of_work = iter_denoise(
-        image,
-        time_map,
-        sigma=sigma,
+    if return_std and out is not None:
+        raise ValueError("return_std is for in-memory results; leave out= unset")
+    options = DenoiseOptions(
         model=model,
-        steps=steps,
         sampler=sampler,
+        steps=steps,
         eta=eta,
         samples=samples,
         ensemble=ensemble,
@@ -675,13 +647,34 @@ def denoise(
         precision=precision,
         seed=seed,
         tile_size=tile_size,
+        batch_size=batch_size,
         output_dtype=output_dtype,
+        threads=threads,
+    )
+    if out is None and _is_dask(layer_data(image)):
+        from .lazy import denoise_lazy
+
+        return denoise_lazy(image, time_map, sigma=sigma, axes=axes, options=options)
+    steps_of_work = iter_denoise(
+        image,
+        time_map,
+        sigma=sigma,
+        axes=axes,
+        out=out,
+        overwrite=overwrite,
+        pyramid=pyramid,
+        options=options,
     )
     result: DenoiseResult = run_to_end(
-        steps_of_work, None if progress is None else (lambda step: progress(*step))
+        steps_of_work, None if progress is None else (lambda step: progress(step[0], step[1]))
     )
     if return_details:
         return result
     if return_std:
         return result.image, result.std
     return result.image
+
+
+def _is_dask(data: Any) -> bool:
+    module = type(data).__module__
+    return module.startswith("dask.") and hasattr(data, "map_blocks")
