@@ -3,7 +3,6 @@ resume after a real kill, and the command line job."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
