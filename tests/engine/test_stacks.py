@@ -329,3 +329,51 @@ def test_cli_help_documents_the_job():
         "-o OUTPUT",
     ):
         assert flag in result.stdout, flag
+
+
+# ---------------------------------------------------------------- devices
+def test_out_of_memory_halves_the_batch_and_gives_the_same_result():
+    """A device that runs out of memory for batches above two tiles: the batch is halved and
+    retried, and the planes come out as with a batch of one (a real OOM needs a GPU)."""
+    import torch
+
+    from napari_diffdenoise import load_model
+    from napari_diffdenoise.engine.network import PlaneJob, iter_network, network_call
+
+    net = load_model("default").net
+    call = network_call(net, torch.device("cpu"), None)
+    sizes = []
+
+    def small_device(x, y, t):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return call(x, y, t)
+
+    planes = _stack(4).astype(np.float32) / 2000
+    jobs = [PlaneJob(torch.from_numpy(p).view(1, 1, 48, 64), torch.full((1, 1, 48, 64), 0.05))
+            for p in planes]
+    args = dict(tile_size=64, multiple=net.config.multiple, device=torch.device("cpu"),
+                sampler="direct", steps=1, eta=0.0, sigma_max=0.5)
+    progress = []
+    steps = iter_network(jobs, call=small_device, batch_size=8, progress=(0, 4), **args)
+    from napari_diffdenoise._progress import run_to_end
+
+    halved = run_to_end(steps, progress.append)
+    one = run_to_end(iter_network(jobs, call=call, batch_size=1, progress=(0, 4), **args))
+    assert sizes[:3] == [4, 2, 2] and progress[-1] == (4, 4)
+    for a, b in zip(halved, one):
+        np.testing.assert_allclose(a.mean, b.mean, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_a_stack_on_the_gpu_matches_the_cpu():
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "mps"
+    stack = _stack(6).astype(np.float32)
+    gpu = denoise(stack, sigma=40, device=device)
+    cpu = denoise(stack, sigma=40, device="cpu")
+    assert np.abs(gpu - cpu).max() < 0.05 * 40
+    half = denoise(stack, sigma=40, device=device, precision="bfloat16")
+    assert np.abs(half - cpu).max() < 0.5 * 40

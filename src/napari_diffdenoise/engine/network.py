@@ -173,11 +173,11 @@ def iter_network(
                         done += len(chunk)
                         yield done, total
                 except Exception as exc:
-                    if not _is_oom(exc) or batch == 1:
+                    if not _is_oom(exc) or len(chunk) == 1:
                         raise
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
-                    batch = max(1, batch // 2)
+                    batch = max(1, len(chunk) // 2)
                     done = done_before
                     continue
                 xb = xb.float().cpu()
