@@ -351,10 +351,19 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_result():
         return call(x, y, t)
 
     planes = _stack(4).astype(np.float32) / 2000
-    jobs = [PlaneJob(torch.from_numpy(p).view(1, 1, 48, 64), torch.full((1, 1, 48, 64), 0.05))
-            for p in planes]
-    args = dict(tile_size=64, multiple=net.config.multiple, device=torch.device("cpu"),
-                sampler="direct", steps=1, eta=0.0, sigma_max=0.5)
+    jobs = [
+        PlaneJob(torch.from_numpy(p).view(1, 1, 48, 64), torch.full((1, 1, 48, 64), 0.05))
+        for p in planes
+    ]
+    args = dict(
+        tile_size=64,
+        multiple=net.config.multiple,
+        device=torch.device("cpu"),
+        sampler="direct",
+        steps=1,
+        eta=0.0,
+        sigma_max=0.5,
+    )
     progress = []
     steps = iter_network(jobs, call=small_device, batch_size=8, progress=(0, 4), **args)
     from napari_diffdenoise._progress import run_to_end

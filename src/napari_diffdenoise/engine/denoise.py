@@ -570,8 +570,11 @@ def denoise(
 
     Parameters
     ----------
-    image : array or napari Image layer
-        2D ``(rows, cols)`` or a stack ``(..., rows, cols)``; any integer or float dtype.
+    image : array, napari Image layer or path
+        2D ``(rows, cols)`` or an nD stack; any integer or float dtype. numpy, dask and zarr
+        arrays, napari Image layers (level 0 of a multiscale one), or a path to a TIFF, zarr or
+        OME-Zarr file, read plane by plane (never whole). Every YX plane is denoised; channels
+        (a ``C`` axis) are normalised separately. A dask array gives a lazy dask array back.
     time_map : array or napari Labels layer, optional
         Per-pixel diffusion start time. Floats in [0, 1] mean a noise std of
         ``t · SIGMA_MAX · scale`` (image units, ``scale`` the robust intensity range, as made by
@@ -611,17 +614,34 @@ def denoise(
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     precision : str, optional
         Arithmetic of the network: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (GPUs only);
-        the preset's choice when omitted (``"fast"`` uses bfloat16 on CUDA GPUs with bf16 and
-        on CPUs where a one-off timing finds it faster; everything else float32). Sampling
-        arithmetic stays float32.
+        the preset's choice when omitted (``"fast"``: bfloat16 autocast on GPUs; on CPUs with
+        native bfloat16 its own fused bfloat16 network, docs/design/fast_preset.md; everything
+        else float32). Sampling arithmetic stays float32.
     seed : int, optional
         Seed for stochastic sampling (results are reproducible with a seed).
     progress : callable, optional
         Called as ``progress(done, total)`` after each network evaluation.
-    tile_size : int
-        Largest tile processed at once (overlapping tiles are blended).
+    tile_size : int, optional
+        Largest tile processed at once (overlapping tiles are blended); default: the whole
+        plane when one pass of it fits in memory, else the largest tile that does.
+    batch_size : int, optional
+        Tiles per network call (tiles of several planes share a call); default: from free
+        memory (``torch.cuda.mem_get_info`` on CUDA); halved and retried on out-of-memory.
+    threads : int, optional
+        CPU threads for the network (``torch.set_num_threads``; for the whole process).
     output_dtype : dtype, optional
-        Output dtype; default: the input's dtype for integers, float32 for floats.
+        Output dtype; default: the input's dtype (integers rounded and clipped).
+    axes : str, optional
+        Axis names such as ``"TZCYX"`` or ``"CYX"``; default: from OME metadata, the TIFF or
+        the napari layer's axis labels, else the last two axes are YX.
+    out : path, optional
+        Write the result to this zarr store (an OME-Zarr image when the input is one) as planes
+        finish, and return the zarr array. Rerunning the same job on the same store resumes
+        it; a store that is not this job's is refused unless ``overwrite``.
+    overwrite : bool
+        Replace an existing ``out`` that is not a partial result of this job.
+    pyramid : bool
+        With an OME-Zarr ``out``, add downsampled levels (a multiscale pyramid).
     return_std : bool
         Also return the per-pixel std over ``samples`` (uncertainty, image units).
     return_details : bool
@@ -654,6 +674,11 @@ def denoise(
     if out is None and _is_dask(layer_data(image)):
         from .lazy import denoise_lazy
 
+        if return_std or return_details or progress is not None:
+            raise ValueError(
+                "a dask input gives a lazy dask result: return_std, return_details and progress "
+                "are for computed results (compute the input first, or pass out= to write a store)"
+            )
         return denoise_lazy(image, time_map, sigma=sigma, axes=axes, options=options)
     steps_of_work = iter_denoise(
         image,
