@@ -60,10 +60,16 @@ def make_stack(path: Path, planes: int, size: int, seed: int = 0) -> Path:
         dtype=np.uint16,
         zarr_format=2,
     )
-    for i in range(planes):
+    noisy = []
+    for i in range(min(planes, 8)):  # a larger stack repeats these 8 planes (its noise too)
         clean = 100 + 2000 * base[i % len(base)]
-        noisy = add_noise(clean, "poisson_gaussian", gain=4.0, read_noise=6.0, seed=i)
-        array[i] = np.clip(noisy, 0, 65535).astype(np.uint16)
+        noisy.append(
+            np.clip(
+                add_noise(clean, "poisson_gaussian", gain=4.0, read_noise=6.0, seed=i), 0, 65535
+            ).astype(np.uint16)
+        )
+    for i in range(planes):
+        array[i] = noisy[i % len(noisy)]
     return path
 
 

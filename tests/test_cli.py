@@ -73,15 +73,32 @@ def test_denoise_tif_and_npy(tmp_path):
     np.testing.assert_array_equal(
         tifffile.imread(nonlocal_out), denoise(noisy, sigma=15, wiener=0.5)
     )
-    assert main(["denoise", str(path), str(nonlocal_out), "--sigma", "15", "--wiener", "auto"]) == 0
+    # an existing output is replaced only on request
+    assert main(["denoise", str(path), "-o", str(nonlocal_out), "--wiener", "auto"]) == 2
+    assert (
+        main(
+            [
+                "denoise",
+                str(path),
+                "-o",
+                str(nonlocal_out),
+                "--sigma",
+                "15",
+                "--wiener",
+                "auto",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(
         tifffile.imread(nonlocal_out), denoise(noisy, sigma=15, wiener="auto")
     )
 
 
 def test_errors_exit_2(tmp_path, capsys):
-    assert main(["denoise", str(tmp_path / "missing.tif"), str(tmp_path / "o.tif")]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert main(["denoise", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o.tif")]) == 2
+    assert "no such file" in capsys.readouterr().err
     _, path = _noisy_tif(tmp_path)
     assert main(["denoise", str(path), str(tmp_path / "o.tif"), "--model", "nope"]) == 2
     assert "available" in capsys.readouterr().err

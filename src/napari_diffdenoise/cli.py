@@ -244,6 +244,8 @@ def _denoise_one(args, source: Path, target: Path, options) -> None:
                 "command again to finish it"
             ) from None
         raise
+    if start is not None:
+        bar.set_postfix_str(f"plane {step.planes_total}/{step.planes_total}", refresh=True)
     bar.close()
     if not is_zarr_out:
         _write_image(str(target), result.image)

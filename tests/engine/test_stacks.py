@@ -3,6 +3,7 @@ resume after a real kill, and the command line job."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -386,3 +387,41 @@ def test_a_stack_on_the_gpu_matches_the_cpu():
     assert np.abs(gpu - cpu).max() < 0.05 * 40
     half = denoise(stack, sigma=40, device=device, precision="bfloat16")
     assert np.abs(half - cpu).max() < 0.5 * 40
+
+
+def test_ome_output_with_a_pyramid(tmp_path):
+    data = _stack(2, 160, 192)
+    _write_ome(tmp_path / "in.ome.zarr", data, "ZYX", [1.0, 0.2, 0.2])
+    denoise(tmp_path / "in.ome.zarr", out=tmp_path / "out.ome.zarr", sigma=40, pyramid=True)
+    root = zarr.open_group(str(tmp_path / "out.ome.zarr"), mode="r")
+    datasets = root.attrs["multiscales"][0]["datasets"]
+    assert [d["path"] for d in datasets] == ["0", "1"]  # 160 → 80 (the next would be under 64)
+    assert datasets[1]["coordinateTransformations"][0]["scale"] == [1.0, 0.4, 0.4]
+    level0, level1 = np.asarray(root["0"]).astype(float), np.asarray(root["1"]).astype(float)
+    assert level1.shape == (2, 80, 96)
+    np.testing.assert_allclose(level1, level0.reshape(2, 80, 2, 96, 2).mean(axis=(2, 4)), atol=0.5)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs: a real full disk (needs root; skipped where it cannot be mounted)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+    )
+    if result.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_fails_cleanly_and_leaves_a_resumable_job(tmp_path, small_disk):
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 65535, (16, 128, 128), dtype=np.uint16)  # incompressible, 512 KiB
+    with pytest.raises(OSError):
+        denoise(stack, out=small_disk / "o.zarr", sigma=0.5)  # (σ ≪ the noise: kept as is)
+    record = json.loads((small_disk / "o.zarr" / ".zattrs").read_text())["napari_diffdenoise"]
+    assert record["status"] == "running"  # never taken for a finished output
+    done = os.listdir(small_disk / "o.zarr" / ".napari_diffdenoise" / "done")
+    assert len(done) < 16
