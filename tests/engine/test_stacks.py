@@ -425,3 +425,24 @@ def test_a_full_disk_fails_cleanly_and_leaves_a_resumable_job(tmp_path, small_di
     assert record["status"] == "running"  # never taken for a finished output
     done = os.listdir(small_disk / "o.zarr" / ".napari_diffdenoise" / "done")
     assert len(done) < 16
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
+    stack = _stack(10, 64, 64)
+    zarr.create_array(str(tmp_path / "in.zarr"), data=stack, chunks=(1, 64, 64), zarr_format=2)
+    command = [sys.executable, "-m", "napari_diffdenoise.cli", "denoise", str(tmp_path / "in.zarr"),
+               "-o", str(tmp_path / "out.zarr"), "--batch", "1", "--threads", "1"]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = tmp_path / "out.zarr" / ".napari_diffdenoise" / "done"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not done.is_dir() or len(os.listdir(done)) < 2):
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 130, err
+    assert "run the same command again" in err
+    assert zarr.open_array(str(tmp_path / "out.zarr")).attrs["napari_diffdenoise"]["status"] == "running"
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    np.testing.assert_array_equal(np.asarray(zarr.open_array(str(tmp_path / "out.zarr"))),
+                                  denoise(stack, batch_size=1))

@@ -27,8 +27,9 @@ AUTO_FALLBACK = 0.5
 BYTES_PER_PIXEL = 800
 #: the CPU's share of the memory that is available when a run starts
 CPU_MEMORY_SHARE = 0.25
-#: at most this much memory for one batch on a CPU (larger passes gain nothing there)
-CPU_MEMORY_CAP = 3 << 30
+#: at most this much memory for one batch on a CPU: a 1024² plane in one pass fits, and larger
+#: passes or batches gain nothing there (they only raise the peak memory)
+CPU_MEMORY_CAP = 1 << 30
 #: the GPU's share of its free memory
 GPU_MEMORY_SHARE = 0.6
 
