@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,8 +243,18 @@ def iter_denoise(
     def counted():
         return planes_done
 
-    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffdenoise-read")
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffdenoise-write")
+    # background threads pay off when there is a next group to read while the network runs,
+    # and a store to write to; a single group in memory runs inline (no hand-over latency)
+    reader = (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffdenoise-read")
+        if len(todo) > 1
+        else _Inline()
+    )
+    writer = (
+        _Inline()
+        if out is None
+        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffdenoise-write")
+    )
     pending_writes: list = []
     complete = False
     try:
@@ -343,6 +353,21 @@ def iter_denoise(
         fine_weights if auto else None,
         metadata,
     )
+
+
+class _Inline:
+    """An executor that runs each task at once, in the calling thread."""
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
 
 
 def _mark_done(writes: list, sink, numbers: list[int]) -> None:
