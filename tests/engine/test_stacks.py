@@ -473,3 +473,22 @@ def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
     np.testing.assert_array_equal(
         np.asarray(zarr.open_array(str(tmp_path / "out.zarr"))), _uninterrupted(command, tmp_path)
     )
+
+
+def test_napari_layers_multiscale_and_lazy():
+    """A multiscale Image layer is denoised at level 0; a dask-backed one gives a lazy result;
+    a Labels layer is refused as an image."""
+    import dask.array as da
+    from napari.layers import Image, Labels
+
+    stack = _stack(2)
+    small = stack[:, ::2, ::2]
+    layer = Image([stack, small], multiscale=True, name="cells")
+    np.testing.assert_array_equal(denoise(layer, sigma=40), denoise(stack, sigma=40))
+    lazy = denoise(Image(da.from_array(stack, chunks=(1, 48, 64)), name="lazy"), sigma=40)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(
+        lazy.compute().astype(float), denoise(stack, sigma=40).astype(float), atol=1
+    )
+    with pytest.raises(TypeError, match="Labels layer"):
+        denoise(Labels(np.zeros((48, 64), np.uint8), name="mask"))
