@@ -153,6 +153,8 @@ def _time_map_arg(path: str | None):
 
 
 def _denoise_one(args, source: Path, target: Path, options) -> None:
+    import time
+
     from tqdm import tqdm
 
     from .engine.denoise import iter_denoise
@@ -191,6 +193,7 @@ def _denoise_one(args, source: Path, target: Path, options) -> None:
             workers=args.workers,
             scheduler=args.scheduler,
             overwrite=args.overwrite,
+            pyramid=args.pyramid,
             progress=planes,
         )
         bar.close()
@@ -207,10 +210,11 @@ def _denoise_one(args, source: Path, target: Path, options) -> None:
     )
     bar = tqdm(
         desc=source.name,
-        unit="tile",
+        unit="step",
         file=sys.stderr,
         dynamic_ncols=True,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tiles "
+        # steps: network passes over a tile (and non-local filter bands)
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps "
         "[{elapsed}<{remaining}{postfix}]",
     )
     start = None
@@ -221,8 +225,6 @@ def _denoise_one(args, source: Path, target: Path, options) -> None:
             except StopIteration as stop:
                 result = stop.value
                 break
-            import time
-
             now = time.perf_counter()
             if start is None:
                 start, first_done = now, step.done
