@@ -66,3 +66,15 @@ def test_every_sample_opens_from_the_manifest(make_napari_viewer):
     assert len(viewer.layers) == 2 * len(SAMPLES)
     camera = viewer.layers["blobs poisson (noisy)"]
     np.testing.assert_allclose(camera.scale, (_sample_data.CAMERA_PIXEL_SIZE,) * 2)
+
+
+def test_samples_open_side_by_side_with_one_convention(make_napari_viewer):
+    """Every sample has the same pixel size and units, so opening several together draws them
+    at one size and napari raises no "Inconsistent units across layers" warning (an error
+    under this suite's filterwarnings)."""
+    viewer = make_napari_viewer()
+    for key in ("gaussian", "poisson", "salt_and_pepper", "spatially_variant"):
+        viewer.open_sample("napari-diffdenoise", key)
+    assert len(viewer.layers) == 8
+    assert len({tuple(layer.scale) for layer in viewer.layers}) == 1
+    assert len({tuple(str(u) for u in layer.units) for layer in viewer.layers}) == 1

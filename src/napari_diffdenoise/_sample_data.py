@@ -38,8 +38,10 @@ CAMERA_OFFSET = 100.0
 CAMERA_GAIN = 2.0
 CAMERA_PEAK = 1200.0
 CAMERA_READ_NOISE = 3.0
-# physical pixel size of the camera sample (µm), so scale-aware code paths get exercised
-CAMERA_PIXEL_SIZE = 0.1
+# physical pixel size of every sample (µm): one convention, so samples opened side by side are
+# drawn at one size with one unit (and scale-aware code paths get exercised)
+PIXEL_SIZE = 0.1
+CAMERA_PIXEL_SIZE = PIXEL_SIZE
 
 
 def _clean(kind: str, seed: int) -> np.ndarray:
@@ -61,6 +63,7 @@ def _pair(
     **layer_kwargs: Any,
 ) -> list[LayerDataTuple]:
     noisy_meta = {"noise": noise, "ground_truth": f"{name} (clean)"}
+    layer_kwargs = {"scale": (PIXEL_SIZE, PIXEL_SIZE), "units": ("µm", "µm"), **layer_kwargs}
     clean_kw = {"name": f"{name} (clean)", "visible": False, **layer_kwargs}
     noisy_kw = {"name": f"{name} (noisy)", "metadata": noisy_meta, **layer_kwargs}
     return [(clean, clean_kw, "image"), (noisy, noisy_kw, "image")]
@@ -101,8 +104,6 @@ def poisson_sample() -> list[LayerDataTuple]:
         name="blobs poisson",
         noise={"kind": "poisson_gaussian", **params},
         contrast_limits=(CAMERA_OFFSET, CAMERA_OFFSET + CAMERA_PEAK),
-        scale=(CAMERA_PIXEL_SIZE, CAMERA_PIXEL_SIZE),
-        units=("µm", "µm"),
     )
 
 
