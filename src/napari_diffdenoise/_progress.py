@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
-__all__ = ["run_to_end"]
+__all__ = ["relay", "run_to_end"]
 
 R = TypeVar("R")
 
@@ -29,3 +29,16 @@ def run_to_end(steps: Generator[Any, Any, R], on_step: Callable[[Any], Any] | No
             return stop.value
         if on_step is not None:
             on_step(item)
+
+
+def relay(
+    steps: Generator[Any, Any, R], transform: Callable[[Any], Any]
+) -> Generator[Any, None, R]:
+    """Re-yield what ``steps`` yields, each item passed through ``transform``; returns the
+    value ``steps`` returns (for ``yield from`` inside a larger progress generator)."""
+    while True:
+        try:
+            item = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield transform(item)

@@ -20,6 +20,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_dtype",
+    "check_image_layout",
     "check_int",
     "check_not_rgb",
     "check_number",
@@ -96,20 +97,7 @@ def as_image(
     if isinstance(data, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(data).__name__}")
     arr = np.asarray(data)
-    if arr.dtype == object:
-        raise TypeError(f"{name} has dtype object; expected a real numeric array")
-    if arr.dtype.kind == "c":
-        raise TypeError(f"{name} is complex ({arr.dtype}); pass a real image, e.g. np.abs(image)")
-    if arr.dtype.kind == "b":
-        raise TypeError(f"{name} is boolean; expected intensities (integer or float)")
-    if arr.dtype.kind not in "uif":
-        raise TypeError(f"{name} has unsupported dtype {arr.dtype}; expected integer or float")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if arr.ndim < min_ndim:
-        raise ValueError(
-            f"{name} must have at least {min_ndim} dimensions (rows, columns), got shape {arr.shape}"
-        )
+    check_image_layout(arr.shape, arr.dtype, name=name, min_ndim=min_ndim)
     if min(arr.shape[-2:]) < min_size:
         raise ValueError(
             f"{name} is too small: its last two dimensions must be at least {min_size} pixels, "
@@ -122,6 +110,29 @@ def as_image(
             "(e.g. np.nan_to_num) so they are not mistaken for noise"
         )
     return arr
+
+
+def check_image_layout(
+    shape: tuple[int, ...], dtype: Any, *, name: str = "image", min_ndim: int = 2
+) -> None:
+    """The checks of :func:`as_image` that need only the shape and dtype (so a lazy array is
+    checked without being read): real integer or float data, not empty, enough dimensions."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "O":
+        raise TypeError(f"{name} has dtype object; expected a real numeric array")
+    if dtype.kind == "c":
+        raise TypeError(f"{name} is complex ({dtype}); pass a real image, e.g. np.abs(image)")
+    if dtype.kind == "b":
+        raise TypeError(f"{name} is boolean; expected intensities (integer or float)")
+    if dtype.kind not in "uif":
+        raise TypeError(f"{name} has unsupported dtype {dtype}; expected integer or float")
+    if 0 in tuple(shape):
+        raise ValueError(f"{name} is empty (shape {tuple(shape)})")
+    if len(shape) < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimensions (rows, columns), got shape "
+            f"{tuple(shape)}"
+        )
 
 
 def check_int(

@@ -157,6 +157,7 @@ def _denoise_one(args, source: Path, target: Path, options) -> None:
 
     from tqdm import tqdm
 
+    from ._progress import run_to_end
     from .engine.denoise import iter_denoise
     from .engine.source import open_source
 
@@ -217,28 +218,29 @@ def _denoise_one(args, source: Path, target: Path, options) -> None:
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps "
         "[{elapsed}<{remaining}{postfix}]",
     )
-    start = None
+    start = first_done = None
+    last = None
+
+    def show(step) -> None:
+        nonlocal start, first_done, last
+        now = time.perf_counter()
+        if start is None:
+            start, first_done = now, step.done
+        last = step
+        bar.total = step.total
+        bar.n = step.done
+        rate = ""
+        if now > start and step.planes_total:
+            per_plane = step.total / step.planes_total
+            pixels = (step.done - first_done) / per_plane * step.plane_pixels
+            rate = f"{pixels / (now - start) / 1e6:.2f} MP/s"
+        bar.set_postfix_str(
+            f"plane {step.planes_done}/{step.planes_total} {rate}".strip(), refresh=False
+        )
+        bar.refresh()
+
     try:
-        while True:
-            try:
-                step = next(steps)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            now = time.perf_counter()
-            if start is None:
-                start, first_done = now, step.done
-            bar.total = step.total
-            bar.n = step.done
-            rate = ""
-            if now > start and step.planes_total:
-                per_plane = step.total / step.planes_total
-                pixels = (step.done - first_done) / per_plane * step.plane_pixels
-                rate = f"{pixels / (now - start) / 1e6:.2f} MP/s"
-            bar.set_postfix_str(
-                f"plane {step.planes_done}/{step.planes_total} {rate}".strip(), refresh=False
-            )
-            bar.refresh()
+        result = run_to_end(steps, show)
     except KeyboardInterrupt:
         steps.close()
         bar.close()
@@ -248,8 +250,8 @@ def _denoise_one(args, source: Path, target: Path, options) -> None:
                 "command again to finish it"
             ) from None
         raise
-    if start is not None:
-        bar.set_postfix_str(f"plane {step.planes_total}/{step.planes_total}", refresh=True)
+    if last is not None:
+        bar.set_postfix_str(f"plane {last.planes_total}/{last.planes_total}", refresh=True)
     bar.close()
     if not is_zarr_out:
         _write_image(str(target), result.image)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .._progress import run_to_end
+from .._progress import relay, run_to_end
 from .._validation import as_image, is_labels_layer, layer_data
 from ..intensity import SIGMA_MAX
 from .options import AUTO_FALLBACK, DenoiseOptions, Settings, check_wiener  # noqa: F401
@@ -125,12 +125,7 @@ def _noise_generator(settings: Settings, group: int):
 
 def _relay(steps, planes_done: Callable[[], int], planes_total: int, plane_pixels: int):
     """Re-yield ``(done, total)`` steps as :class:`Progress`; returns the generator's value."""
-    while True:
-        try:
-            d, t = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(d, t, planes_done(), planes_total, plane_pixels)
+    return relay(steps, lambda step: Progress(*step, planes_done(), planes_total, plane_pixels))
 
 
 def iter_denoise(
@@ -554,14 +549,9 @@ def auto_wiener_weight(a: float, variance: float) -> float:
 
 
 def _counted(progress_steps, done: int, total: int):
-    """Drive a ``(k, n)``-yielding generator, re-yielding ``(done + k, total)``; returns its
+    """Re-yield a ``(k, n)``-yielding generator's steps as ``(done + k, total)``; returns its
     value."""
-    while True:
-        try:
-            k, _ = next(progress_steps)
-        except StopIteration as stop:
-            return stop.value
-        yield done + k, total
+    return relay(progress_steps, lambda step: (done + step[0], total))
 
 
 def denoise(

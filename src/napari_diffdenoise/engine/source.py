@@ -10,14 +10,19 @@ are normalised separately.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_not_rgb, is_labels_layer, is_layer, layer_data
+from .._validation import (
+    check_image_layout,
+    check_not_rgb,
+    is_labels_layer,
+    is_layer,
+    layer_data,
+)
 
 __all__ = ["Source", "open_source", "TIFF_SUFFIXES", "ZARR_SUFFIXES"]
 
@@ -126,10 +131,6 @@ class Source:
                 "replace them first (e.g. np.nan_to_num) so they are not mistaken for noise"
             )
         return plane
-
-    def iter_planes(self, numbers: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        for n in numbers:
-            yield n, self.read_plane(n)
 
     def describe(self) -> dict[str, Any]:
         """What identifies the input of a job (recorded with zarr outputs)."""
@@ -282,17 +283,8 @@ def open_source(image: Any, *, axes: str | None = None, name: str | None = None)
         raise TypeError(f"image must be a numeric array, got {type(data).__name__}")
     if not (hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")):
         data = np.asarray(data)
-    dtype = np.dtype(data.dtype)
-    if dtype.kind not in "uif":
-        kind = {"c": "complex", "b": "boolean"}.get(dtype.kind, str(dtype))
-        raise TypeError(f"image has dtype {dtype} ({kind}); expected integer or float intensities")
     shape = tuple(int(s) for s in data.shape)
-    if len(shape) < 2:
-        raise ValueError(
-            f"image must have at least 2 dimensions (rows, columns), got shape {shape}"
-        )
-    if 0 in shape:
-        raise ValueError(f"image is empty (shape {shape})")
+    check_image_layout(shape, data.dtype)
     if axes is None:
         given = info.get("axes")
         axes = given if given and len(given) == len(shape) else None
