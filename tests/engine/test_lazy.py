@@ -152,6 +152,8 @@ def test_run_distributed_in_process_writes_resumes_and_refuses(tmp_path):
     # another job's store, and a folder that is no output at all: refused, untouched
     with pytest.raises(JobMismatch, match="different job"):
         run_distributed(src, out, options=DenoiseOptions(ensemble=2))
+    with pytest.raises(JobMismatch, match="different job"):  # another noise input
+        run_distributed(src, out, options=options, sigma=25)
     foreign = tmp_path / "foreign.zarr"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")

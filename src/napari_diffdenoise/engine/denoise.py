@@ -151,7 +151,7 @@ def iter_denoise(
 
     from ..diffusion.impulses import IMPULSE_TIME, fill_missing
     from .collaborative import wiener_bands
-    from .network import PlaneJob, iter_network, network_call, units_per_plane
+    from .network import PAD, PlaneJob, iter_network, network_call, units_per_plane
     from .plan import make_plan
     from .sink import ArraySink, ZarrSink
     from .source import open_source
@@ -172,8 +172,7 @@ def iter_denoise(
     elif time_map is not None or sigma is not None:
         raise ValueError("pass time_map / sigma or plan=, not both")
     dtype = _output_dtype(settings, source.dtype)
-    metadata = settings.metadata()
-    metadata["noise"] = plan.describe_noise()
+    metadata = settings.metadata(noise=plan.describe_noise())
     if out is None:
         sink = ArraySink(source, dtype, with_std=settings.samples > 1)
     else:
@@ -192,13 +191,17 @@ def iter_denoise(
     h, w = source.plane_shape
     members, samples, steps = settings.ensemble, settings.samples, settings.steps
     tile_size = settings.choose_tile_size((h, w))
-    read_h, read_w = plan_tiles((h, w), tile_size)[0].read_shape
-    batch = settings.choose_batch_size((read_h + 2 * 8 + 16) * (read_w + 2 * 8 + 16))
-    n_tiles = len(plan_tiles((h, w), tile_size))
-    group_size = int(max(1, min(MAX_GROUP, batch // max(1, n_tiles * members))))
-    layout = sink.layout({"tile_size": tile_size, "batch_size": batch, "group_size": group_size})
-    tile_size, batch, group_size = layout["tile_size"], layout["batch_size"], layout["group_size"]
     tiles = plan_tiles((h, w), tile_size)
+    read_h, read_w = tiles[0].read_shape
+    # (a tile's padded size: PAD on each side and the rounding to the network's multiple, with a
+    # margin)
+    padded = (read_h + 2 * PAD + 2 * settings.multiple) * (read_w + 2 * PAD + 2 * settings.multiple)
+    batch = settings.choose_batch_size(padded)
+    group_size = int(max(1, min(MAX_GROUP, batch // max(1, len(tiles) * members))))
+    layout = sink.layout({"tile_size": tile_size, "batch_size": batch, "group_size": group_size})
+    if layout["tile_size"] != tile_size:  # a resumed job keeps its recorded layout
+        tiles = plan_tiles((h, w), layout["tile_size"])
+    tile_size, batch, group_size = layout["tile_size"], layout["batch_size"], layout["group_size"]
     auto, wiener = settings.auto_wiener, settings.wiener
     wiener_on = auto or wiener > 0
     n_bands = wiener_bands(h, w) if wiener_on else 0
@@ -212,7 +215,7 @@ def iter_denoise(
     n_planes = source.n_planes
     total = n_planes * per_plane
     groups = [list(range(g, min(g + group_size, n_planes))) for g in range(0, n_planes, group_size)]
-    finished = sink.done_planes(None)
+    finished = sink.done_planes()
     todo = [(g, numbers) for g, numbers in enumerate(groups) if not set(numbers) <= finished]
     done = (n_planes - sum(len(numbers) for _, numbers in todo)) * per_plane
     planes_done = n_planes - sum(len(numbers) for _, numbers in todo)

@@ -305,11 +305,11 @@ def run_distributed(
     settings = options.resolve()
     plan = make_plan(source, time_map, sigma)  # every check before the store is touched
     dtype = _output_dtype(settings, source.dtype)
-    job = {"input": source.describe(), **settings.metadata()}
+    job = {"input": source.describe(), **settings.metadata(noise=plan.describe_noise())}
     sink = ZarrSink(out, source, dtype, job, overwrite=overwrite, pyramid=pyramid)
     lazy = _lazy(source, _as_dask(source), plan, settings, planes_per_block)
 
-    done = sink.done_planes(None)
+    done = sink.done_planes()
     total = source.n_planes
     tasks, sizes = _store_tasks(lazy, source, sink, done)
     planes_done = total - sum(sizes)

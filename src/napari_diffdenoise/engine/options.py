@@ -195,8 +195,9 @@ class Settings:
         fits = self.memory_budget() // max(1, tile_pixels * BYTES_PER_PIXEL)
         return int(max(1, min(cap, fits)))
 
-    def metadata(self) -> dict[str, Any]:
-        """The parameters of the run as plain JSON values (recorded with every result)."""
+    def metadata(self, noise: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The parameters of the run as plain JSON values (recorded with every result), with
+        the noise input's description (``Plan.describe_noise``) when given."""
         opts = asdict(self.options)
         model = self.options.model
         opts["model"] = model if isinstance(model, str) else self.loaded.name
@@ -212,6 +213,7 @@ class Settings:
                 "ensemble": self.ensemble,
                 "wiener": "auto" if self.auto_wiener else self.wiener,
             },
+            **({} if noise is None else {"noise": noise}),
         }
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._validation import is_layer, layer_data
 from ..intensity import SIGMA_MAX, IntensityRange, robust_range
+from ..noise.stack import pick_planes
 from .source import Source
 
 __all__ = ["Plan", "PlaneInput", "make_plan", "SAMPLE_PLANES"]
@@ -122,12 +123,8 @@ def _sample_ranges(source: Source) -> list[IntensityRange]:
     ranges = []
     for channel in range(source.n_channels):
         numbers = source.planes_of_channel(channel)
-        picks = np.unique(
-            np.linspace(0, len(numbers) - 1, num=min(len(numbers), SAMPLE_PLANES))
-            .round()
-            .astype(int)
-        )
-        sample = np.stack([source.read_plane(numbers[i]) for i in picks])
+        picks = pick_planes(np.asarray(numbers), SAMPLE_PLANES)
+        sample = np.stack([source.read_plane(int(n)) for n in picks])
         ranges.append(robust_range(sample if len(picks) > 1 else sample[0]))
     return ranges
 

@@ -52,7 +52,7 @@ class ArraySink:
         self.tau = np.empty(source.shape, dtype=np.float32)
         self.std = np.empty(source.shape, dtype=np.float32) if with_std else None
 
-    def done_planes(self, group_of: Any) -> set[int]:
+    def done_planes(self) -> set[int]:
         return set()
 
     def layout(self, chosen: dict[str, int]) -> dict[str, int]:
@@ -250,7 +250,7 @@ class ZarrSink:
         atomic_write(record, lambda tmp: tmp.write_text(text))
         return chosen
 
-    def done_planes(self, group_of: Any) -> set[int]:
+    def done_planes(self) -> set[int]:
         """Numbers of the planes whose completion is recorded."""
         folder = self.records / "done"
         done = set()
