@@ -220,6 +220,22 @@ def test_bad_paths(tmp_path):
 
 
 # ---------------------------------------------------------------- resume
+def _start_job(tmp_path: Path, *, planes: int, wait_for: int):
+    """Start the CLI on a zarr stack of ``planes`` planes (one plane per network call, one
+    thread) and wait until ``wait_for`` planes are recorded as finished; returns the command,
+    the running process and the folder of completion records."""
+    stack = _stack(planes, 64, 64)
+    zarr.create_array(str(tmp_path / "in.zarr"), data=stack, chunks=(1, 64, 64), zarr_format=2)
+    command = [sys.executable, "-m", "napari_diffdenoise.cli", "denoise", str(tmp_path / "in.zarr"),
+               "-o", str(tmp_path / "out.zarr"), "--batch", "1", "--threads", "1"]  # fmt: skip
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = tmp_path / "out.zarr" / ".napari_diffdenoise" / "done"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not done.is_dir() or len(os.listdir(done)) < wait_for):
+        time.sleep(0.05)
+    return command, job, done
+
+
 def _uninterrupted(command: list[str], tmp_path: Path) -> np.ndarray:
     """The same job run to the end in one go (same process settings: threads, batch), into
     another store."""
@@ -235,28 +251,9 @@ def _uninterrupted(command: list[str], tmp_path: Path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_result(tmp_path):
-    stack = _stack(12, 64, 64)
-    zarr.create_array(str(tmp_path / "in.zarr"), data=stack, chunks=(1, 64, 64), zarr_format=2)
-    command = [
-        sys.executable,
-        "-m",
-        "napari_diffdenoise.cli",
-        "denoise",
-        str(tmp_path / "in.zarr"),
-        "-o",
-        str(tmp_path / "out.zarr"),
-        "--batch",
-        "1",
-        "--threads",
-        "1",
-    ]
-    job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    done = tmp_path / "out.zarr" / ".napari_diffdenoise" / "done"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and (not done.is_dir() or len(os.listdir(done)) < 3):
-        time.sleep(0.05)
+    command, job, done = _start_job(tmp_path, planes=12, wait_for=3)
     job.send_signal(signal.SIGKILL)
-    job.wait()
+    job.communicate()
     finished = len(os.listdir(done))
     assert 3 <= finished < 12, "the run was not killed half-way"
     record = zarr.open_array(str(tmp_path / "out.zarr")).attrs["napari_diffdenoise"]
@@ -441,26 +438,7 @@ def test_a_full_disk_fails_cleanly_and_leaves_a_resumable_job(tmp_path, small_di
 
 @pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
-    stack = _stack(10, 64, 64)
-    zarr.create_array(str(tmp_path / "in.zarr"), data=stack, chunks=(1, 64, 64), zarr_format=2)
-    command = [
-        sys.executable,
-        "-m",
-        "napari_diffdenoise.cli",
-        "denoise",
-        str(tmp_path / "in.zarr"),
-        "-o",
-        str(tmp_path / "out.zarr"),
-        "--batch",
-        "1",
-        "--threads",
-        "1",
-    ]
-    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    done = tmp_path / "out.zarr" / ".napari_diffdenoise" / "done"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and (not done.is_dir() or len(os.listdir(done)) < 2):
-        time.sleep(0.05)
+    command, job, _ = _start_job(tmp_path, planes=10, wait_for=2)
     job.send_signal(signal.SIGTERM)
     _, err = job.communicate(timeout=120)
     assert job.returncode == 130, err
