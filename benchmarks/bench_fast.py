@@ -77,50 +77,28 @@ def parse_args(argv=None):
 def _int8(net):
     """FX graph-mode static quantisation of the trunk (the time embedding stays float)."""
     import torch
-    import torch.nn.functional as F
     from torch import nn
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    from napari_diffdenoise.model.unet import _spatially_uniform
-
     class Trunk(nn.Module):
+        """The network without its time embedding (FX-traceable: the embeddings come in)."""
+
         def __init__(self, n):
             super().__init__()
-            for k in ("head", "enc", "down", "mid", "up", "dec", "tail"):
-                setattr(self, k, getattr(n, k))
+            self.net = n
 
         def forward(self, inp, e0, e1, e2, e3):
-            embs = [e0, e1, e2, e3]
-            h = self.head(inp)
-            skips = []
-            for level, (blocks, down) in enumerate(zip(self.enc, self.down)):
-                for block in blocks:
-                    h = block(h, embs[level])
-                skips.append(h)
-                h = down(h)
-            for block in self.mid:
-                h = block(h, embs[-1])
-            for level in reversed(range(len(self.up))):
-                h = self.up[level](h) + skips[level]
-                for block in self.dec[level]:
-                    h = block(h, embs[level])
-            return self.tail(h)
+            return self.net.trunk(inp, [e0, e1, e2, e3])
 
     class Quantised(nn.Module):
         def __init__(self, n, trunk):
             super().__init__()
-            self.embed, self.trunk, self.config = n.embed, trunk, n.config
+            self.net, self.trunk, self.config = n, trunk, n.config
             self.parameter_count = n.parameter_count
 
         def forward(self, x, y, t):
-            if _spatially_uniform(t):
-                embs = [self.embed(t[:, :, :1, :1])] * 4
-            else:
-                embs = [self.embed(t)]
-                for _ in range(3):
-                    embs.append(F.avg_pool2d(embs[-1], 2))
-            return x - self.trunk(torch.cat([x, y, t], 1), *embs)
+            return x - self.trunk(torch.cat([x, y, t], 1), *self.net.time_embeddings(t))
 
     torch.backends.quantized.engine = "x86"
     qmap = get_default_qconfig_mapping("x86").set_module_name("head", None)

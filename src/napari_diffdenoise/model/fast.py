@@ -31,8 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .unet import _spatially_uniform
-
 if TYPE_CHECKING:  # pragma: no cover
     from .unet import ResBlock, TimeUNet, UNetConfig
 
@@ -213,14 +211,9 @@ class FastTimeUNet(nn.Module):
     def _forward_one(self, x_t, y, t):
         net = self.net
         fused = _fused_ops() if self.fused else None
-        if _spatially_uniform(t):
-            emb = net.embed(t[:, :, :1, :1])
-            embs = [emb] * (len(self._down) + 1)
-        else:
-            emb = net.embed(t).to(torch.bfloat16, memory_format=torch.channels_last)
-            embs = [emb]
-            for _ in range(len(self._down)):
-                embs.append(F.avg_pool2d(embs[-1], 2))
+        embs = net.time_embeddings(
+            t, cast=lambda e: e.to(torch.bfloat16, memory_format=torch.channels_last)
+        )
         h = net.head(torch.cat([x_t, y, t], dim=1))  # float32: the inputs keep their precision
         h = h.to(torch.bfloat16, memory_format=torch.channels_last)
         skips = []

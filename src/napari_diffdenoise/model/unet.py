@@ -144,17 +144,26 @@ class TimeUNet(nn.Module):
     def forward(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Predict the clean image. All inputs ``(B, 1, H, W)``, H and W multiples of
         ``config.multiple`` (the engine pads)."""
+        return x_t - self.trunk(torch.cat([x_t, y, t], dim=1), self.time_embeddings(t))
+
+    def time_embeddings(self, t: torch.Tensor, cast=None) -> list[torch.Tensor]:
+        """The time map's embedding at every level's resolution (``cast``, if given, is applied
+        to a per-pixel embedding before it is pooled)."""
+        levels = len(self.down) + 1
         if _spatially_uniform(t):
             # One time per image (the usual Gaussian case): embed it once and let every block
             # broadcast it, instead of running the embedding and its projections per pixel.
-            emb = self.embed(t[:, :, :1, :1])
-            embs = [emb] * (len(self.down) + 1)
-        else:
-            emb = self.embed(t)
-            embs = [emb]
-            for _ in range(len(self.down)):
-                embs.append(F.avg_pool2d(embs[-1], 2))
-        h = self.head(torch.cat([x_t, y, t], dim=1))
+            return [self.embed(t[:, :, :1, :1])] * levels
+        emb = self.embed(t)
+        embs = [emb if cast is None else cast(emb)]
+        for _ in range(levels - 1):
+            embs.append(F.avg_pool2d(embs[-1], 2))
+        return embs
+
+    def trunk(self, inputs: torch.Tensor, embs: list[torch.Tensor]) -> torch.Tensor:
+        """The residual the network subtracts from ``x_t``, from the stacked inputs
+        ``(x_t, y, t)`` and the time embeddings (:meth:`time_embeddings`)."""
+        h = self.head(inputs)
         skips = []
         for level, (blocks, down) in enumerate(zip(self.enc, self.down)):
             for block in blocks:
@@ -167,7 +176,7 @@ class TimeUNet(nn.Module):
             h = self.up[level](h) + skips[level]
             for block in self.dec[level]:
                 h = block(h, embs[level])
-        return x_t - self.tail(h)
+        return self.tail(h)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
