@@ -183,3 +183,11 @@ def test_fast_on_cuda_is_close_to_default():
     b = denoise(noisy, model="fast", device="cuda")
     assert 10 * np.log10(255**2 / np.mean((a - b) ** 2)) > 40
     assert not load_model("fast").net.uses_bfloat16("cuda")
+
+
+def test_fast_with_float32_asked_for_is_the_float32_network():
+    rng = np.random.default_rng(3)
+    noisy = (100 + rng.normal(0, 20, (48, 64))).astype(np.float32)
+    np.testing.assert_array_equal(
+        denoise(noisy, sigma=20, model="fast", precision="float32"), denoise(noisy, sigma=20)
+    )

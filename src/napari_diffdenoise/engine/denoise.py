@@ -182,6 +182,11 @@ def iter_denoise(
         torch.set_num_threads(settings.threads)
 
     net = settings.loaded.net
+    if options.precision == "float32":
+        from ..model.fast import FastTimeUNet
+
+        if isinstance(net, FastTimeUNet):  # float32 asked for: the network underneath
+            net = net.net
     if settings.device.type != "cpu":
         import copy
 
