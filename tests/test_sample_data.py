@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -32,10 +30,7 @@ SAMPLES = {
 @pytest.mark.parametrize("key", list(SAMPLES))
 def test_sample_noise_kind(key):
     func, dtype, noise_kind, kinds = SAMPLES[key]
-    t0 = time.perf_counter()
     (clean, clean_kw, clean_type), (noisy, noisy_kw, noisy_type) = func()
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 2.0  # target < 0.5 s; loose for a loaded CI machine
     assert clean_type == noisy_type == "image"
     assert clean.shape == noisy.shape == _sample_data.SAMPLE_SHAPE
     assert clean.dtype == noisy.dtype == dtype

@@ -1,0 +1,104 @@
+"""Every Python recipe in the README and the user docs runs, in order, as a user would run it.
+
+Each Markdown file is one test: its ```python blocks run one after the other in one namespace,
+in a temporary folder holding the files the docs name (``stack.ome.zarr``, ``noisy.tif``). A
+file whose recipes use ``viewer`` (napari's console) gets a real viewer with the Poisson sample
+open, as after File > Open Sample. Recipes that train or denoise large images run with a smaller
+budget (``SHRINK``: the same code, a smaller number); a block that imports a package this
+machine lacks (a cluster's ``dask_jobqueue``, ``dask_cuda``) is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+#: (old, new) substitutions per file: the recipe's code with a budget fit for a test
+SHRINK: dict[str, list[tuple[str, str]]] = {
+    "README.md": [("data.camera()", "data.camera()[:96, :128]")],
+    "training.md": [("replace(steps=2000)", "replace(steps=2, val_every=1, batch_size=2)")],
+    "scaling.md": [("n_workers=4", "n_workers=1")],
+}
+
+
+def _blocks(path: Path) -> list[str]:
+    return BLOCK.findall(path.read_text(encoding="utf-8"))
+
+
+def _missing_import(block: str) -> str | None:
+    """The first top-level package a block imports that is not installed here."""
+    for name in re.findall(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", block, re.M):
+        if importlib.util.find_spec(name) is None:
+            return name
+    return None
+
+
+def _write_files(folder: Path) -> None:
+    """The input files the recipes name, small: an OME-Zarr (T, Z, Y, X), a TIFF, the recipes."""
+    import tifffile
+    import zarr
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    clean = 800 + 300 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+    stack = np.clip(clean + rng.normal(0, 40, (2, 12, 64, 64)), 0, 65535).astype(np.uint16)
+    root = zarr.open_group(str(folder / "stack.ome.zarr"), mode="w", zarr_format=2)
+    root.create_array("0", shape=stack.shape, chunks=(1, 1, 64, 64), dtype=stack.dtype)[:] = stack
+    kinds = {"t": "time", "z": "space", "y": "space", "x": "space"}
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": a, "type": kinds[a]} for a in "tzyx"],
+            "datasets": [
+                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1] * 4}]}
+            ],
+        }
+    ]
+    tifffile.imwrite(folder / "noisy.tif", stack[0, 0])
+    shutil.copytree(ROOT / "recipes", folder / "recipes")  # the docs run from a source checkout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
+def test_recipes_in_the_docs_run(path, tmp_path, monkeypatch, request):
+    blocks = _blocks(path)
+    if not blocks:
+        pytest.skip(f"{path.name} has no Python recipe")
+    _write_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    import matplotlib.pyplot as plt
+
+    plt.switch_backend("Agg")  # plt.show() in a recipe must not open a window
+    namespace: dict = {"__name__": "__docs__"}
+    if any(re.search(r"\bviewer\b", b) for b in blocks):
+        viewer = request.getfixturevalue("make_napari_viewer")()
+        viewer.open_sample("napari-diffdenoise", "poisson")
+        namespace["viewer"] = viewer
+    skipped = []
+    for i, block in enumerate(blocks):
+        for old, new in SHRINK.get(path.name, []):
+            block = block.replace(old, new)
+        missing = _missing_import(block)
+        if missing is not None:
+            skipped.append(f"block {i + 1} needs {missing}")
+            continue
+        with warnings.catch_warnings():
+            # plt.show() under the Agg backend says it cannot show; nothing else is tolerated
+            warnings.filterwarnings("ignore", message=".*non-interactive.*cannot be shown")
+            try:
+                exec(compile(block, f"{path.name} block {i + 1}", "exec"), namespace)
+            except Exception as exc:  # the block's text in the failure message
+                raise AssertionError(f"{path.name} block {i + 1} failed:\n{block}") from exc
+    if skipped and len(skipped) == len(blocks):
+        pytest.skip("; ".join(skipped))
