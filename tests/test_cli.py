@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import tifffile
 
 from napari_diffdenoise import add_noise, denoise, synthetic_fluorescence
@@ -239,3 +240,52 @@ def test_train_takes_the_image_folder_and_device_on_the_command_line(tmp_path, c
         == 2
     )
     assert "device" in capsys.readouterr().err
+
+
+def _pair_folders(tmp_path, n=3):
+    """``noisy/`` and ``clean/`` folders of TIFF pairs with the same file names (96², stripes)."""
+    (tmp_path / "noisy").mkdir()
+    (tmp_path / "clean").mkdir()
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        clean = (30 + 180 * synthetic_fluorescence((96, 96), kind="cells", seed=i)).astype(
+            np.float32
+        )
+        noisy = clean + 10 * rng.standard_normal(clean.shape) + 12 * rng.standard_normal((96, 1))
+        tifffile.imwrite(tmp_path / "noisy" / f"frame{i}.tif", noisy.astype(np.float32))
+        tifffile.imwrite(tmp_path / "clean" / f"frame{i}.tif", clean)
+    return tmp_path / "noisy", tmp_path / "clean"
+
+
+def test_fine_tune_on_two_folders_then_denoise_with_the_new_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))
+    noisy_dir, clean_dir = _pair_folders(tmp_path)
+    args = ["fine-tune", "--pairs", str(noisy_dir), str(clean_dir), "--name", "scope"]
+    assert main([*args, "--steps", "3", "--seed", "0", "--batch", "2"]) == 0
+    out = capsys.readouterr()
+    assert "'scope'" in out.out and "--model scope" in out.out
+    assert "PSNR (dB) base" in out.err  # the bar shows the validation figure
+    assert main(["models"]) == 0
+    assert "scope" in capsys.readouterr().out.split()
+    np.save(tmp_path / "x.npy", tifffile.imread(noisy_dir / "frame0.tif"))
+    out_path = tmp_path / "y.npy"
+    assert main(["denoise", str(tmp_path / "x.npy"), "-o", str(out_path), "--model", "scope"]) == 0
+    assert np.load(out_path).shape == (96, 96)
+    # the same name again: refused with the API's message, the model untouched
+    before = (tmp_path / "models" / "scope.safetensors").read_bytes()
+    assert main([*args, "--steps", "3"]) == 2
+    assert "replace=True (--replace)" in capsys.readouterr().err
+    assert (tmp_path / "models" / "scope.safetensors").read_bytes() == before
+
+
+def test_fine_tune_errors_exit_2_with_the_api_messages(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))
+    noisy_dir, clean_dir = _pair_folders(tmp_path, n=2)
+    (clean_dir / "frame1.tif").unlink()
+    assert main(["fine-tune", "--pairs", str(noisy_dir), str(clean_dir), "--name", "x"]) == 2
+    assert "no clean image for frame1.tif" in capsys.readouterr().err
+    assert main(["fine-tune", "--pairs", str(tmp_path / "no"), str(clean_dir)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # neither --pairs nor --noisy: argparse's usage error
+        main(["fine-tune", "--name", "x"])
+    assert not (tmp_path / "models").exists()

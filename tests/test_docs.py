@@ -29,6 +29,9 @@ SHRINK: dict[str, list[tuple[str, str]]] = {
     "README.md": [("data.camera()", "data.camera()[:96, :128]")],
     "training.md": [("replace(steps=2000)", "replace(steps=2, val_every=1, batch_size=2)")],
     "scaling.md": [("n_workers=4", "n_workers=1")],
+    "fine_tuning.md": [
+        ("max_minutes=5,", "max_steps=2, settings={'patch_size': 48, 'batch_size': 2},")
+    ],
 }
 
 
@@ -77,6 +80,8 @@ def test_recipes_in_the_docs_run(path, tmp_path, monkeypatch, request):
         pytest.skip(f"{path.name} has no Python recipe")
     _write_files(tmp_path)
     monkeypatch.chdir(tmp_path)
+    # models a recipe saves (fine-tuning) go to a temporary folder, never the user's
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))
     import matplotlib.pyplot as plt
 
     plt.switch_backend("Agg")  # plt.show() in a recipe must not open a window

@@ -37,7 +37,12 @@ def test_npe2_validate_cli():
 def test_contributions():
     manifest = npe2.PluginManifest.from_file(MANIFEST)
     contrib = manifest.contributions
-    assert [w.display_name for w in contrib.widgets] == ["Noise inspector", "Denoiser"]
+    assert [w.display_name for w in contrib.widgets] == [
+        "Noise inspector",
+        "Denoiser",
+        "Time map",
+        "Fine-tune",
+    ]
     assert {s.key for s in contrib.sample_data} == {
         "gaussian",
         "poisson",

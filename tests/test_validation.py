@@ -84,7 +84,9 @@ def test_as_image_refuses_what_is_not_an_image():
     with pytest.raises(ValueError, match="dimensions"):
         as_image(np.ones(8))
     with pytest.raises(ValueError, match="NaN"):
-        as_image(np.array([[np.nan, 1.0], [1.0, 1.0]]))
+        as_image(np.pad(np.array([[np.nan]]), 4, constant_values=1.0))
+    with pytest.raises(ValueError, match=r"at least 8 × 8 pixels, got shape \(2, 2\)"):
+        as_image(np.ones((2, 2)))
     image = np.ones((8, 8), np.float32)
     assert as_image(image) is image  # never a copy
 

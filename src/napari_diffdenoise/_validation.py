@@ -24,11 +24,29 @@ __all__ = [
     "check_int",
     "check_not_rgb",
     "check_number",
+    "check_plane_size",
     "is_layer",
     "is_labels_layer",
+    "is_time_map_layer",
     "layer_data",
     "looks_rgb",
+    "time_map_info",
+    "MIN_IMAGE_SIZE",
+    "METADATA_KEY",
+    "TIME_MAP_KEY",
 ]
+
+#: The one size rule: every plane (the last two dimensions) is at least this many pixels on each
+#: side, for the noise estimate, the denoiser and the noise simulator alike (the estimate's
+#: patches and the blind denoiser need it).
+MIN_IMAGE_SIZE = 8
+
+#: A time-map Labels layer is recognised by ``layer.metadata[METADATA_KEY][TIME_MAP_KEY]``, a dict
+#: with ``levels`` (int, label L means τ = L / levels), ``sigma_max`` (noise std, image units,
+#: that τ = 1 stands for) and optionally ``units`` (the image's intensity unit, text) and
+#: ``source`` (the image layer's name). See :func:`time_map_info`.
+METADATA_KEY = "napari_diffdenoise"
+TIME_MAP_KEY = "time_map"
 
 
 def is_layer(obj: Any) -> bool:
@@ -41,6 +59,53 @@ def is_labels_layer(obj: Any) -> bool:
     """True for a napari Labels layer (napari is not imported)."""
     layers = sys.modules.get("napari.layers")
     return layers is not None and isinstance(obj, layers.Labels)
+
+
+def time_map_info(obj: Any) -> dict[str, Any]:
+    """The time-map description of a napari Labels layer (``metadata[METADATA_KEY][TIME_MAP_KEY]``)
+    with ``levels`` as ``int`` and ``sigma_max`` as ``float``; ``ValueError`` saying how to make
+    one when ``obj`` is not a time-map layer (a segmentation, a plain Labels layer)."""
+    name = repr(getattr(obj, "name", "layer"))
+    how = (
+        "make one with Plugins > napari-diffdenoise > Time map (New time map) or the Noise "
+        "inspector's Create time map, or in code with "
+        "metadata=napari_diffdenoise.time_map_metadata(levels, sigma_max)"
+    )
+    if not is_labels_layer(obj):
+        raise ValueError(f"{name} is not a napari Labels layer; a time map is one ({how})")
+    entry = (obj.metadata or {}).get(METADATA_KEY, {})
+    info = entry.get(TIME_MAP_KEY) if isinstance(entry, dict) else None
+    if not isinstance(info, dict):
+        raise ValueError(
+            f"Labels layer {name} is not a time map (its metadata has no "
+            f"[{METADATA_KEY!r}][{TIME_MAP_KEY!r}] entry, so its labels would be read as noise "
+            f"levels by accident); {how}"
+        )
+    try:
+        levels = check_int(info.get("levels"), "levels", low=1, high=65535)
+        sigma_max = check_number(info.get("sigma_max"), "sigma_max", low=0.0, strict_low=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"time-map layer {name} has broken metadata: {exc}") from None
+    return {**info, "levels": levels, "sigma_max": sigma_max}
+
+
+def is_time_map_layer(obj: Any) -> bool:
+    """True for a napari Labels layer carrying a valid time-map description
+    (:func:`time_map_info`): the layers the denoiser offers and accepts as ``time_map``."""
+    try:
+        time_map_info(obj)
+    except ValueError:
+        return False
+    return True
+
+
+def check_plane_size(shape: tuple[int, ...], *, name: str = "image", extra: str = "") -> None:
+    """Refuse planes smaller than :data:`MIN_IMAGE_SIZE` pixels on a side (the one size rule)."""
+    if len(shape) >= 2 and min(shape[-2:]) < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"{name} is too small: its planes (last two dimensions) must be at least "
+            f"{MIN_IMAGE_SIZE} × {MIN_IMAGE_SIZE} pixels, got shape {tuple(shape)}{extra}"
+        )
 
 
 def layer_data(obj: Any) -> Any:
@@ -82,7 +147,6 @@ def as_image(
     name: str = "image",
     min_ndim: int = 2,
     allow_nonfinite: bool = False,
-    min_size: int = 2,
 ) -> np.ndarray:
     """Validate an image-like input and return it as a numpy array (never a copy we write to).
 
@@ -98,11 +162,8 @@ def as_image(
         raise TypeError(f"{name} must be a numeric array, got {type(data).__name__}")
     arr = np.asarray(data)
     check_image_layout(arr.shape, arr.dtype, name=name, min_ndim=min_ndim)
-    if min(arr.shape[-2:]) < min_size:
-        raise ValueError(
-            f"{name} is too small: its last two dimensions must be at least {min_size} pixels, "
-            f"got shape {arr.shape}"
-        )
+    if not looks_rgb(arr.shape):  # (callers refuse RGB with their own, clearer message)
+        check_plane_size(arr.shape, name=name)
     if not allow_nonfinite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(

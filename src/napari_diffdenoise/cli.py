@@ -4,6 +4,8 @@ napari-diffdenoise models
 napari-diffdenoise inspect noisy.tif
 napari-diffdenoise denoise stack.ome.zarr -o denoised.zarr [--sigma 12] [--model fast]
 napari-diffdenoise train --config recipes/default.json
+napari-diffdenoise export default default.bioimageio.zip
+napari-diffdenoise fine-tune --pairs NOISY_DIR CLEAN_DIR --name mine [--minutes 5]
 """
 
 from __future__ import annotations
@@ -359,6 +361,108 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .model.export import export_model
+
+    try:
+        path = export_model(args.model, args.output, overwrite=args.overwrite)
+    except ImportError as exc:  # bioimageio.spec is an extra: say how to get it, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"bioimage.io package written to {path}")
+    return 0
+
+
+FINE_TUNE_HELP = """Adapt a model to your microscope; the result is saved as a named model.
+
+  napari-diffdenoise fine-tune --pairs noisy/ clean/ --name my-scope --minutes 5
+  napari-diffdenoise fine-tune --noisy frames.tif --name my-scope --minutes 5
+  napari-diffdenoise denoise stack.tif -o out.zarr --model my-scope
+
+--pairs takes two folders whose files (TIFF, PNG, .npy, zarr) are matched by name;
+--noisy a folder or a stack of noisy images alone (self-supervised). The model is saved in the
+user's model folder ('napari-diffdenoise models' lists it). Ctrl-C stops the run and saves the
+best model so far; --resume carries the run of that --name on from its checkpoint. The exit
+status is 0 on success, 2 for a usage error, 130 when interrupted (the model is saved).
+"""
+
+
+def _cmd_fine_tune(args) -> int:
+    from tqdm import tqdm
+
+    from ._progress import run_to_end
+    from .training.finetune import FineTuneSettings, _check_name, iter_fine_tune
+
+    if (args.pairs is None) == (args.noisy is None):
+        raise ValueError("give --pairs NOISY_DIR CLEAN_DIR or --noisy DIR_OR_STACK (one of them)")
+    settings = FineTuneSettings(
+        **{k: v for k, v in (("lr", args.lr), ("batch_size", args.batch)) if v is not None}
+    )
+    name = _check_name(args.name, args.base)
+    noisy = None
+    if args.noisy is not None:
+        noisy = Path(args.noisy)
+        if not noisy.exists():
+            raise FileNotFoundError(f"{noisy}: no such file or directory")
+        if noisy.is_file():
+            noisy = _read_image(str(noisy)) if noisy.suffix.lower() in _SMALL_INPUTS else noisy
+    steps = iter_fine_tune(
+        tuple(args.pairs) if args.pairs else None,
+        noisy=noisy,
+        base=args.base,
+        name=name,
+        replace=args.replace,
+        max_steps=args.steps,
+        max_minutes=args.minutes,
+        device=args.device,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+        resume=args.resume,
+        settings=settings,
+    )
+    bar = tqdm(
+        desc=name,
+        total=100,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]",
+    )
+    last = None
+
+    def show(p) -> None:
+        nonlocal last
+        last = p
+        bar.n = round(100 * p.fraction, 1)
+        loss = "" if p.loss is None else f"loss {p.loss:.4f} "
+        figure = f"{p.figure_name} base {p.base:.2f} best {p.best:.2f}"
+        bar.set_postfix_str(f"step {p.step} {loss}{figure}", refresh=False)
+        bar.refresh()
+
+    try:
+        saved = run_to_end(steps, show)
+    except KeyboardInterrupt:
+        if steps.gi_frame is not None:
+            steps.close()  # saves the best model so far
+        bar.close()
+        raise KeyboardInterrupt(
+            f"interrupted; the best model so far is saved as {name!r} "
+            f"(continue with the same command and --resume)"
+        ) from None
+    bar.close()
+    if last is not None and last.best_step == 0:
+        print(
+            f"no checkpoint beat the base model on the held-out data ({last.figure_name} "
+            f"{last.base:.2f}); saved the base model unchanged as {saved!r}"
+        )
+    elif last is not None:
+        print(
+            f"saved {saved!r}: {last.figure_name} {last.base:.2f} -> {last.best:.2f} on the "
+            f"held-out data (step {last.best_step})"
+        )
+    print(f"use it with: napari-diffdenoise denoise INPUT -o OUTPUT --model {saved}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-diffdenoise",
@@ -502,7 +606,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="pause at this step (checkpoint written, schedule unchanged)",
     )
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser(
+        "export", help="write a model as a bioimage.io model package (.zip) for the model zoo"
+    )
+    p.add_argument("model", help="a name from 'napari-diffdenoise models'")
+    p.add_argument("output", help="the package to write, a .zip file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_export)
+    _add_fine_tune_parser(sub)
     return parser
+
+
+def _add_fine_tune_parser(sub) -> None:
+    p = sub.add_parser(
+        "fine-tune",
+        help="adapt a model to your microscope (noisy/clean pairs or noisy images alone)",
+        description=FINE_TUNE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument(
+        "--pairs",
+        nargs=2,
+        metavar=("NOISY_DIR", "CLEAN_DIR"),
+        default=None,
+        help="two folders of noisy and clean images, matched by file name",
+    )
+    data.add_argument(
+        "--noisy",
+        metavar="DIR_OR_STACK",
+        default=None,
+        help="a folder or stack of noisy images alone (self-supervised)",
+    )
+    p.add_argument("--name", default=None, help="the new model's name (default: base and date)")
+    p.add_argument("--base", default="default", help="the model to start from (name or path)")
+    p.add_argument("--minutes", type=float, default=None, help="time budget (default: 5)")
+    p.add_argument("--steps", type=int, default=None, help="step budget")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--replace", action="store_true", help="replace a model of the same name")
+    p.add_argument("--resume", action="store_true", help="continue the run of --name")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="share of the data held out for the validation figure (default: 0.1)",
+    )
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument("--batch", type=int, default=None, help="patches per step (default: 8)")
+    p.set_defaults(func=_cmd_fine_tune)
 
 
 def _terminate(signum, frame):  # pragma: no cover - exercised through a subprocess

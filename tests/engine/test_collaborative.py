@@ -356,14 +356,12 @@ def test_auto_weight_without_noise_leaves_the_image(stripes):
     np.testing.assert_array_equal(res.image, noisy)
 
 
-def test_auto_skips_planes_smaller_than_a_patch():
-    """Nothing to match in a 6×6 plane (the thresholding would return the observation): the
-    network's estimate, both weights 0."""
+def test_planes_smaller_than_a_patch_are_refused():
+    """A 6×6 plane is below the package's one size rule (8 × 8, _validation.MIN_IMAGE_SIZE, the
+    same message as estimate_noise): refused before any work, Wiener or not."""
     y = (100 + np.random.default_rng(0).normal(0, 10, (6, 6))).astype(np.float32)
-    res = denoise(y, sigma=10, wiener="auto", return_details=True)
-    assert res.wiener_weights == [0.0] and res.threshold_weights == [0.0]
-    assert res.fine_weights == [0.0]
-    np.testing.assert_array_equal(res.image, denoise(y, sigma=10))
+    with pytest.raises(ValueError, match="at least 8 × 8 pixels"):
+        denoise(y, sigma=10, wiener="auto", return_details=True)
 
 
 def test_auto_weight_falls_back_with_stochastic_sampling(stripes):

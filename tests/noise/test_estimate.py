@@ -322,11 +322,11 @@ def test_input_never_modified(dtype):
 @pytest.mark.parametrize("dtype", [np.uint8, np.float64])
 def test_constant_image(dtype):
     rep = estimate_noise(np.full((32, 40), 7, dtype=dtype))
-    assert rep.kind == "gaussian" and rep.sigma == 0.0 and rep.confidence == 1.0
+    assert rep.kind == "none" and rep.sigma == 0.0 and rep.confidence == 1.0  # no noise
     assert rep.sigma_map.shape == (32, 40) and not rep.sigma_map.any()
     assert not rep.time_map().any()
     json.dumps(rep.to_dict())
-    assert "gaussian" in rep.summary()
+    assert rep.summary().startswith("Noise: none (the image is constant")
 
 
 def test_small_image_is_handled():

@@ -89,7 +89,8 @@ def test_summary_and_dict(kind):
     )
     text = rep.summary()
     assert kind.replace("_", " ") in text and "\n" in text
-    assert ("at least one photon up (sigma >= 1.5)" in text) == (kind == "poisson")
+    assert ("at least one photon up (σ ≥ 1.5)" in text) == (kind == "poisson")
+    assert "sigma" not in text  # σ in user-facing text
     d = rep.to_dict()
     json.dumps(d)  # scalars only
     assert d["kind"] == kind and d["shape"] == [6, 8] and d["dtype"] == "uint8"

@@ -7,9 +7,12 @@ import pytest
 
 from napari_diffdenoise import (
     add_noise,
+    denoise,
+    estimate_noise,
     levels_to_time_map,
     synthetic_fluorescence,
 )
+from napari_diffdenoise._validation import time_map_info
 
 PLUGIN = "napari-diffdenoise"
 WIDGET = "Noise inspector"
@@ -126,9 +129,10 @@ def test_gaussian_verdict_sigma_map_and_time_map(qtbot, viewer, inspector):
     assert isinstance(tmap, Labels)
     assert tmap.name == "gauss time map"
     assert tmap.data.shape == noisy.shape and tmap.data.dtype == np.uint8
-    assert tmap.metadata["time_levels"] == 255
-    assert tmap.metadata["sigma_max"] == pytest.approx(inspector.sigma_max)
-    assert tmap.metadata["source"] == "gauss"
+    info = time_map_info(tmap)  # a time map by its metadata: the denoiser accepts it
+    assert info["levels"] == 255 and info["units"] == "intensity units"
+    assert info["sigma_max"] == pytest.approx(inspector.sigma_max)
+    assert info["source"] == "gauss" and tmap.metadata["source"] == "gauss"
     np.testing.assert_allclose(tmap.scale, layer.scale)
     assert tuple(tmap.units) == tuple(layer.units)
     expected_t = report.time_map(sigma_max=inspector.sigma_max)
@@ -149,14 +153,19 @@ def test_gaussian_verdict_sigma_map_and_time_map(qtbot, viewer, inspector):
     tmap.paint((20, 30), 200)
     assert tmap.data[20, 30] == 200
     assert levels_to_time_map(tmap.data, levels=255)[20, 30] == pytest.approx(200 / 255)
+    # hovering shows the σ a label stands for
+    status = tmap.get_status((20, 30), world=False)["coordinates"]
+    shown = float(status.split("σ (intensity units): ")[1].split(",")[0])
+    assert shown == pytest.approx(200 / 255 * inspector.sigma_max, rel=1e-2)
+    assert "τ: 0.784" in status
 
     # a custom σ_max and level count are honoured
     inspector.set_sigma_max(2 * sigma)
     inspector.set_time_levels(1000)
     tmap2 = inspector.add_time_map_layer()
     assert tmap2.data.dtype == np.uint16
-    assert tmap2.metadata["time_levels"] == 1000
-    assert tmap2.metadata["sigma_max"] == pytest.approx(2 * sigma)
+    assert time_map_info(tmap2)["levels"] == 1000
+    assert time_map_info(tmap2)["sigma_max"] == pytest.approx(2 * sigma)
     t2 = levels_to_time_map(tmap2.data, levels=1000)
     assert np.median(t2) == pytest.approx(0.5, abs=0.1)
 
@@ -243,7 +252,7 @@ def test_bad_layers_show_an_error(qtbot, viewer, inspector):
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
         worker.start()
     assert inspector.report is None
-    assert inspector.last_error
+    assert "must be at least 8 × 8 pixels" in inspector.last_error  # the one size rule
     assert inspector.inspect_button.isEnabled()
     assert not inspector.sigma_map_button.isEnabled()
 
@@ -252,6 +261,10 @@ def test_bad_layers_show_an_error(qtbot, viewer, inspector):
     inspector.set_image_layer("flat")
     report = run_inspection(qtbot, inspector)
     assert report.sigma == 0
+    assert report.kind == "none"  # issue 17: it was "gaussian noise (confidence 100 %)"
+    assert inspector.status_label.text() == "flat: no noise (the image is constant)."
+    text = inspector.result_text.toPlainText()
+    assert "Noise: none" in text and "gaussian" not in text and "confidence" not in text
     assert inspector.add_sigma_map_layer().data.max() == 0
     assert not inspector.add_time_map_layer().data.any()
 
@@ -283,7 +296,7 @@ def test_samples_through_the_widget(qtbot, viewer, inspector):
     tmap = inspector.add_time_map_layer()
     impulses = report.impulse_mask
     assert impulses is not None and impulses.any()
-    t = levels_to_time_map(tmap.data, levels=tmap.metadata["time_levels"])
+    t = levels_to_time_map(tmap.data, levels=time_map_info(tmap)["levels"])
     np.testing.assert_allclose(t[impulses], report.time_map()[impulses], atol=0.5 / 255 + 1e-6)
     assert "salt" in inspector.result_text.toPlainText()
 
@@ -309,3 +322,105 @@ def test_plot_shows_the_curve_the_poisson_sigma_map_follows(qtbot):
     assert gaussian.kind == "gaussian"
     canvas.plot_report(gaussian)
     assert [line.get_label() for line in canvas.ax_curve.get_lines()] == ["fit"]
+
+
+# ------------------------------------------------------------------ issue 17, found as a new user
+def _user_texts(inspector) -> str:
+    return "\n".join([inspector.result_text.toPlainText(), inspector.status_label.text()])
+
+
+def test_gain_and_baseline_only_where_they_mean_something(qtbot, viewer, inspector):
+    """Spatially variant noise: no gain / baseline variance (a by-product of a fit that does not
+    describe it). Shot noise with a camera offset: the negative baseline is explained."""
+    viewer.open_sample(PLUGIN, "spatially_variant")
+    report = run_inspection(qtbot, inspector)
+    assert report.kind == "spatially_variant"
+    text = _user_texts(inspector)
+    assert "gain" not in text and "baseline" not in text
+    assert "σ varies over the image" in text
+
+    viewer.open_sample(PLUGIN, "poisson")
+    inspector.set_image_layer("blobs poisson (noisy)")
+    report = run_inspection(qtbot, inspector)
+    assert report.kind == "poisson" and report.baseline_variance < 0
+    text = _user_texts(inspector)
+    assert "the baseline variance is negative" in text
+    # the zero of the photon counts: the sample's 100 ADU camera offset
+    assert report.count_zero == pytest.approx(100.0, abs=15.0)
+    assert f"x ≈ {report.count_zero:.4g}" in text and "dark offset" in text
+
+
+def test_sigma_is_written_sigma_everywhere(qtbot, viewer, inspector):
+    for sample, name in (
+        ("poisson", "blobs poisson (noisy)"),
+        ("spatially_variant", "mixed spatially variant (noisy)"),
+        ("salt_and_pepper", "filaments salt & pepper (noisy)"),
+        ("gaussian", "cells gaussian σ=15 (noisy)"),
+    ):
+        viewer.open_sample(PLUGIN, sample)
+        inspector.set_image_layer(name)
+        run_inspection(qtbot, inspector)
+        text = _user_texts(inspector)
+        assert "σ" in text and "sigma" not in text.lower(), text
+
+
+def test_fitted_curve_meets_the_points_on_the_spatially_variant_sample(qtbot):
+    """The level-set points averaged the quieter half of each level set's patches, which with
+    noise that depends on the position is the quiet region: 10× below the line (the mean σ²).
+    Now they are the σ map² per level set, and the line sits among them."""
+    from napari_diffdenoise._sample_data import spatially_variant_sample
+    from napari_diffdenoise._widgets._plots import NoisePlotCanvas
+
+    (_, _, _), (noisy, _, _) = spatially_variant_sample()
+    report = estimate_noise(noisy)
+    assert report.kind == "spatially_variant"
+    canvas = NoisePlotCanvas()
+    qtbot.addWidget(canvas)
+    canvas.plot_report(report)
+    lines = {line.get_label(): line for line in canvas.ax_curve.get_lines()}
+    line = float(np.median(lines["mean σ²"].get_ydata()))
+    points = np.asarray(canvas.ax_curve.collections[0].get_offsets())[:, 1]
+    assert 0.5 < float(np.median(points)) / line < 2.0
+    assert points.min() < line < points.max()
+    # the points are the σ map² averaged per level set: within its range
+    assert np.percentile(report.sigma_map, 1) ** 2 <= points.min()
+    assert points.max() <= np.percentile(report.sigma_map, 99.9) ** 2
+
+
+def test_verdict_box_shows_every_line(qtbot, viewer, inspector):
+    """The verdict box had a fixed 170 px and clipped the verdict in a narrow dock: it now wraps
+    at its width and grows to its text, with no scroll bar."""
+    from napari_diffdenoise._widgets.noise_inspector import VerdictBox
+
+    viewer.open_sample(PLUGIN, "poisson")  # the longest verdict
+    run_inspection(qtbot, inspector)
+    box = inspector.result_text
+    assert isinstance(box, VerdictBox)
+    spacing = box.fontMetrics().lineSpacing()
+    lines = box.document().documentLayout().documentSize().height()
+    assert lines >= len(box.toPlainText().splitlines())
+    assert box.minimumHeight() == box.maximumHeight() >= lines * spacing  # sized to its text
+
+    narrow = VerdictBox()  # shown on its own at a narrow dock's width
+    qtbot.addWidget(narrow)
+    narrow.resize(260, 50)
+    narrow.show()
+    qtbot.waitExposed(narrow)
+    narrow.setPlainText(box.toPlainText())
+    wrapped = narrow.document().documentLayout().documentSize().height()
+    assert wrapped > len(box.toPlainText().splitlines())  # long lines wrap...
+    qtbot.waitUntil(lambda: narrow.verticalScrollBar().maximum() == 0, timeout=5_000)
+    assert narrow.viewport().height() >= wrapped * spacing  # ...and every line is shown
+
+
+@pytest.mark.parametrize("call", ["estimate", "denoise", "add_noise"])
+def test_one_minimum_size_one_message(call):
+    """The minimum plane size was 2 px in one message and 8 px in another."""
+    small = np.random.default_rng(0).normal(100, 5, (4, 64)).astype(np.float32)
+    run = {
+        "estimate": lambda: estimate_noise(small),
+        "denoise": lambda: denoise(small, sigma=5.0),
+        "add_noise": lambda: add_noise(small, "gaussian", sigma=1.0),
+    }[call]
+    with pytest.raises(ValueError, match=r"at least 8 × 8 pixels, got shape \(4, 64\)"):
+        run()

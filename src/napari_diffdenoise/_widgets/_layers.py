@@ -23,7 +23,9 @@ __all__ = [
     "shapes_to_mask",
     "add_sigma_map_layer",
     "add_time_map_layer",
+    "describe_time_map_layer",
     "time_map_colormap",
+    "time_map_features",
     "placement",
     "TIME_MAP_COLORMAP",
 ]
@@ -152,6 +154,38 @@ def time_map_colormap(levels: int) -> DirectLabelColormap:
     return DirectLabelColormap(color_dict=color_dict, name=f"time map ({TIME_MAP_COLORMAP})")
 
 
+def time_map_features(levels: int, sigma_max: float, units: str) -> dict[str, np.ndarray]:
+    """The features table of a time-map Labels layer: one row per level (``index`` 0..levels)
+    with the σ it stands for, so napari's status bar and tooltip show "σ (units): 12.3" for the
+    label under the cursor, not a bare number."""
+    index = np.arange(int(levels) + 1)
+    return {
+        "index": index,
+        f"σ ({units})": np.round(index / float(levels) * float(sigma_max), 6),
+        "τ": np.round(index / float(levels), 6),
+    }
+
+
+def describe_time_map_layer(
+    layer: napari.layers.Labels,
+    *,
+    levels: int,
+    sigma_max: float,
+    units: str,
+    source: str | None = None,
+) -> None:
+    """Make ``layer`` a time map: its metadata entry (``metadata["napari_diffdenoise"]
+    ["time_map"]``, :func:`napari_diffdenoise.noise.timemap.time_map_metadata`), the σ features
+    shown on hover and the continuous colormap (level 0 transparent)."""
+    from napari_diffdenoise.noise.timemap import time_map_metadata
+
+    meta = dict(layer.metadata)
+    meta.update(time_map_metadata(levels, sigma_max, units=units, source=source))
+    layer.metadata = meta
+    layer.features = time_map_features(levels, sigma_max, units)
+    layer.colormap = time_map_colormap(levels)
+
+
 def add_time_map_layer(
     viewer: napari.Viewer,
     levels_array: np.ndarray,
@@ -159,30 +193,35 @@ def add_time_map_layer(
     *,
     levels: int,
     sigma_max: float,
+    units: str | None = None,
     metadata: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> napari.layers.Labels:
-    """Add an integer time map (t = level / ``levels``) as a paintable Labels layer.
+    """Add an integer time map (τ = level / ``levels``) as a paintable Labels layer over
+    ``source`` (its scale, translate and units on the last axes).
 
-    The layer's metadata records ``time_levels``, ``sigma_max`` (image units: the noise level
-    that t = 1 stands for) and ``source`` (the image layer's name), which is all the denoiser
-    needs to turn the painted levels back into a time map
-    (:func:`napari_diffdenoise.levels_to_time_map`).
+    The layer is recognised as a time map by ``metadata["napari_diffdenoise"]["time_map"]``
+    (``levels``, ``sigma_max`` in image units, ``units``, ``source``), which is all the denoiser
+    needs to read the painted levels back; hovering shows each label's σ in ``units`` (default:
+    from the image's dtype, :func:`napari_diffdenoise.noise.timemap.intensity_units`).
     """
+    from napari_diffdenoise.noise.timemap import intensity_units, time_map_metadata
+
     data = np.asarray(levels_array)
     if data.dtype.kind not in "ui":
         raise TypeError(f"time-map levels must be integers, got {data.dtype}")
-    meta = {
-        "time_levels": int(levels),
-        "sigma_max": float(sigma_max),
-        "source": source.name,
-    }
+    if units is None:
+        units = intensity_units(layer_array(source).dtype, source.metadata)
+    meta = {"source": source.name}
     meta.update(metadata or {})
-    layer = viewer.add_labels(
+    # described before it is added, so that pickers see a time map when it is inserted
+    meta.update(time_map_metadata(levels, sigma_max, units=units, source=source.name))
+    return viewer.add_labels(
         data,
-        name=f"{source.name} time map",
-        colormap=time_map_colormap(levels),
+        name=name or f"{source.name} time map",
         opacity=0.6,
         metadata=meta,
+        features=time_map_features(levels, sigma_max, units),
+        colormap=time_map_colormap(levels),
         **placement(source, data.ndim),
     )
-    return layer

@@ -67,11 +67,19 @@ class NoisePlotCanvas(FigureCanvasQTAgg):
         means = np.asarray(report.curve_means, dtype=float).ravel()
         variances = np.asarray(report.curve_variances, dtype=float).ravel()
         ax = self.ax_curve
+        variant = report.kind == "spatially_variant"
         if means.size:
-            ax.scatter(means, variances, s=9, color=_ACCENT, label="measured", zorder=3)
+            # spatially variant noise: the points are the σ map² averaged per level set (the
+            # noise depends on the position), the line the mean σ² of the image
+            points = "σ map² per level" if variant else "measured"
+            ax.scatter(means, variances, s=9, color=_ACCENT, label=points, zorder=3)
             grid = np.linspace(float(means.min()), float(means.max()), 200)
-            fitted = np.asarray(report.noise_std(grid), dtype=float) ** 2
-            ax.plot(grid, np.broadcast_to(fitted, grid.shape), color=_FIT, lw=1.5, label="fit")
+            if variant:
+                fitted = np.full(grid.shape, np.mean(np.square(report.sigma_map, dtype=float)))
+            else:
+                fitted = np.asarray(report.noise_std(grid), dtype=float) ** 2
+            line = "mean σ²" if variant else "fit"
+            ax.plot(grid, np.broadcast_to(fitted, grid.shape), color=_FIT, lw=1.5, label=line)
             if report.kind == "poisson":  # the σ map runs through the points, not the line
                 from napari_diffdenoise.noise.poisson import curve_points
 
@@ -85,7 +93,7 @@ class NoisePlotCanvas(FigureCanvasQTAgg):
             ax.text(
                 0.5,
                 0.5,
-                "no flat regions found",
+                "constant image: no noise" if report.kind == "none" else "no flat regions found",
                 color=_FG,
                 ha="center",
                 va="center",

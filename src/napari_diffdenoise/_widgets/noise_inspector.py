@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QFont
 from qtpy.QtWidgets import (
     QComboBox,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from napari_diffdenoise.noise.report import NoiseReport
 
-__all__ = ["NoiseInspectorWidget"]
+__all__ = ["NoiseInspectorWidget", "VerdictBox"]
 
 NO_ROI = "none"
 SCOPE_SLICE = "slice"
@@ -53,6 +54,35 @@ SCOPE_STACK = "stack"
 _SCOPE_LABELS = {SCOPE_SLICE: "current slice", SCOPE_STACK: "whole stack"}
 _MAX_LEVELS = 4095
 _LAYER_EVENTS = ("inserted", "removed", "moved", "reordered", "renamed")
+
+
+class VerdictBox(QPlainTextEdit):
+    """Read-only text that wraps at the widget's width and grows to show every line (the
+    verdict never clips and never needs a scroll bar)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.StyleHint.TypeWriter)
+        mono.setPointSize(8)
+        self.setFont(mono)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
+        self._fit_height()
+
+    def _fit_height(self, *_: Any) -> None:
+        lines = max(2.0, self.document().documentLayout().documentSize().height())
+        margins = self.contentsMargins()
+        height = (
+            lines * self.fontMetrics().lineSpacing()
+            + 2 * self.document().documentMargin()
+            + margins.top()
+            + margins.bottom()
+            + 2
+        )
+        self.setFixedHeight(int(np.ceil(height)))
 
 
 def _estimate(data: Any, roi: np.ndarray | None) -> NoiseReport:
@@ -120,14 +150,8 @@ class NoiseInspectorWidget(QWidget):
         form.addRow("scope", self.scope_combo)
 
         # --- results -------------------------------------------------------------------------
-        self.result_text = QPlainTextEdit()
-        self.result_text.setReadOnly(True)
+        self.result_text = VerdictBox()
         self.result_text.setPlaceholderText("verdict, scores and noise parameters appear here")
-        mono = QFont("monospace")
-        mono.setStyleHint(QFont.StyleHint.TypeWriter)
-        mono.setPointSize(8)
-        self.result_text.setFont(mono)
-        self.result_text.setMaximumHeight(170)
         self.canvas = NoisePlotCanvas(self)
         self.canvas.setMinimumHeight(300)
 
@@ -278,12 +302,14 @@ class NoiseInspectorWidget(QWidget):
             meta["roi"] = roi_layer.name
         return layer, data, roi, meta
 
-    def inspect(self, *, start: bool = True) -> FunctionWorker | None:
+    def inspect(self, *, start: bool = True, wait: bool = False) -> FunctionWorker | None:
         """Estimate the noise of the selected image in a background thread.
 
         Returns the worker (already started unless ``start=False``: tests connect to its
         ``returned``/``finished`` signals first, then call ``worker.start()``), or ``None`` when
         the input is rejected before any work starts (the reason is in :attr:`last_error`).
+        With ``wait=True`` (the console, scripts) the estimate runs here and now, the widget
+        shows it as after a background run, and ``None`` is returned: read :attr:`report`.
         """
         if self.worker is not None and self.worker.is_running:
             self._show_status("An estimate is already running.")
@@ -299,6 +325,14 @@ class NoiseInspectorWidget(QWidget):
         self.last_error = None
         self._set_outputs_enabled(False)
         source = layer.unique_id
+        if wait:
+            try:
+                report = _estimate(data, roi)
+            except (ValueError, TypeError) as exc:
+                self._show_error(exc, notify=True)
+                return None
+            self._on_returned(report, source, meta)
+            return None
         worker = create_worker(
             _estimate,
             data,
@@ -332,21 +366,21 @@ class NoiseInspectorWidget(QWidget):
         name = layer.name if layer is not None else "(removed layer)"
         where = f", plane {meta['plane']}" if "plane" in meta else ""
         roi = f", ROI {meta['roi']!r}" if "roi" in meta else ""
-        header = f"image: {name}{where}{roi}"
-        fit = (
-            f"σ = {report.sigma:.4g}, gain = {report.gain:.4g}, "
-            f"baseline variance = {report.baseline_variance:.4g}, "
-            f"impulse fraction = {report.impulse_fraction:.2%} (image units)"
-        )
-        self.result_text.setPlainText("\n".join([header, report.summary(), fit]))
+        header = f"image: {name}{where}{roi} (noise levels in image units)"
+        # the summary shows the gain / baseline fit only where it describes the noise (Poisson)
+        self.result_text.setPlainText("\n".join([header, report.summary()]))
         self.sigma_max_spin.blockSignals(True)
         self.sigma_max_spin.setValue(float(report.sigma_max_default))
         self.sigma_max_spin.blockSignals(False)
         self._replot()
         self._set_outputs_enabled(True)
-        self._show_status(
-            f"{name}: {report.kind.replace('_', ' ')} noise (confidence {report.confidence:.0%})."
-        )
+        if report.kind == "none":
+            self._show_status(f"{name}: no noise (the image is constant).")
+        else:
+            self._show_status(
+                f"{name}: {report.kind.replace('_', ' ')} noise"
+                f" (confidence {report.confidence:.0%})."
+            )
         self.viewer.update_console({"noise_report": report})
 
     def _on_errored(self, exc: BaseException) -> None:
@@ -409,6 +443,7 @@ class NoiseInspectorWidget(QWidget):
             raise ValueError("σ_max must be positive")
         levels = self.time_levels
         t = self.report.time_map(sigma_max=sigma_max)
+        # a map of the inspected plane of a stack stays 2D: the denoiser applies it to every plane
         return add_time_map_layer(
             self.viewer,
             time_map_to_levels(t, levels=levels),

@@ -71,7 +71,10 @@ class DenoiseResult:
 
 class Progress(tuple):
     """``(done, total)`` progress units (network evaluations of a tile, and non-local filter
-    bands), with the planes finished and the pixels per plane for rates (MP/s)."""
+    bands), with the planes finished and the pixels per plane for rates (MP/s).
+
+    ``output`` is the array being filled (the numpy array or the zarr array of ``out=``),
+    zeros where no plane was written yet: a viewer can show it while the run goes on."""
 
     def __new__(
         cls,
@@ -80,11 +83,13 @@ class Progress(tuple):
         planes_done: int = 0,
         planes_total: int = 0,
         plane_pixels: int = 0,
+        output: Any = None,
     ):
         self = super().__new__(cls, (int(done), int(total)))
         self.planes_done = planes_done
         self.planes_total = planes_total
         self.plane_pixels = plane_pixels
+        self.output = output
         return self
 
     @property
@@ -123,9 +128,17 @@ def _noise_generator(settings: Settings, group: int):
     return generator
 
 
-def _relay(steps, planes_done: Callable[[], int], planes_total: int, plane_pixels: int):
+def _relay(
+    steps,
+    planes_done: Callable[[], int],
+    planes_total: int,
+    plane_pixels: int,
+    output: Any = None,
+):
     """Re-yield ``(done, total)`` steps as :class:`Progress`; returns the generator's value."""
-    return relay(steps, lambda step: Progress(*step, planes_done(), planes_total, plane_pixels))
+    return relay(
+        steps, lambda step: Progress(*step, planes_done(), planes_total, plane_pixels, output)
+    )
 
 
 def iter_denoise(
@@ -178,6 +191,7 @@ def iter_denoise(
     else:
         job = {"input": source.describe(), **metadata}
         sink = ZarrSink(out, source, dtype, job, overwrite=overwrite, pyramid=pyramid)
+    output = sink.image if out is None else sink.array  # (filled as planes finish)
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
 
@@ -288,6 +302,7 @@ def iter_denoise(
                 counted,
                 n_planes,
                 h * w,
+                output,
             )
             done += len(numbers) * units_per_plane(len(tiles), members, samples, steps)
             for item, job, estimate, has_impulses in zip(inputs, jobs, estimates, impulse_planes):
@@ -319,6 +334,7 @@ def iter_denoise(
                         counted,
                         n_planes,
                         h * w,
+                        output,
                     )
                     if plane_weights is not None:
                         weights.append(plane_weights[0])
@@ -347,7 +363,7 @@ def iter_denoise(
         if not complete:
             sink.abort()
     return DenoiseResult(
-        sink.image if out is None else sink.array,
+        output,
         getattr(sink, "std", None),
         getattr(sink, "tau", None),
         report,
@@ -598,11 +614,13 @@ def denoise(
         arrays, napari Image layers (level 0 of a multiscale one), or a path to a TIFF, zarr or
         OME-Zarr file, read plane by plane (never whole). Every YX plane is denoised; channels
         (a ``C`` axis) are normalised separately. A dask array gives a lazy dask array back.
-    time_map : array or napari Labels layer, optional
+    time_map : array, napari Labels layer or TimeMapFile, optional
         Per-pixel diffusion start time. Floats in [0, 1] mean a noise std of
         ``t · SIGMA_MAX · scale`` (image units, ``scale`` the robust intensity range, as made by
-        ``NoiseReport.time_map()``); a Labels layer made by the Noise inspector carries its own
-        ``time_levels`` and ``sigma_max`` in ``metadata``; integer arrays are levels out of 255.
+        ``NoiseReport.time_map()``); a time-map Labels layer (Time map widget, Noise inspector)
+        carries its ``levels`` and ``sigma_max`` in ``metadata["napari_diffdenoise"]
+        ["time_map"]`` (other Labels layers are refused), as does a map read by
+        ``noise.timemap.load_time_map``; integer arrays are levels out of 255.
         Pixels with t = 0 are returned unchanged.
     sigma : float or array, optional
         Noise std in image units (scalar or per-pixel map), instead of ``time_map``.

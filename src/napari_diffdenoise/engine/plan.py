@@ -6,7 +6,8 @@ float rounding:
 - **intensity**: one robust range per channel, from at most 8 planes of that channel evenly
   spread over the stack (``intensity.robust_range``), so a large stack is never read whole;
 - **noise**: per plane, from ``sigma`` (image units), a time map (floats in [0, 1], or integer
-  levels of a painted napari Labels layer with its ``time_levels`` and ``sigma_max``), or, in
+  levels of a painted napari time-map Labels layer, whose ``levels`` and ``sigma_max`` are in
+  ``metadata["napari_diffdenoise"]["time_map"]``: other Labels layers are refused), or, in
   blind mode, ``estimate_noise`` of the plane itself. A 2D map applies to every plane; an nD
   map with the stack's shape is used as is.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import is_layer, layer_data
+from .._validation import is_labels_layer, layer_data, time_map_info
 from ..intensity import SIGMA_MAX, IntensityRange, robust_range
 from ..noise.stack import pick_planes
 from .source import Source
@@ -143,21 +144,25 @@ def _noise_spec(source: Source, time_map: Any, sigma: Any) -> tuple | None:
     if time_map is not None and sigma is not None:
         raise ValueError("pass either time_map or sigma, not both")
     if time_map is not None:
-        from ..noise.timemap import DEFAULT_TIME_LEVELS
+        from ..noise.timemap import DEFAULT_TIME_LEVELS, TimeMapFile
 
         if isinstance(time_map, (str, bytes)):
             raise TypeError("time_map must be an array, a napari Labels layer or None")
-        layer = is_layer(time_map)
+        # a Labels layer must say it is a time map (levels, sigma_max), or it is refused; a
+        # map read from a TIFF (load_time_map) carries the same description
+        info = time_map_info(time_map) if is_labels_layer(time_map) else None
+        if isinstance(time_map, TimeMapFile):
+            info = {"levels": time_map.levels, "sigma_max": time_map.sigma_max}
+            time_map = time_map.data
         data = layer_data(time_map)
         if not hasattr(data, "dtype"):
             data = np.asarray(data)
         kind = np.dtype(data.dtype).kind
         _check_map(data, source, "time_map")
-        if layer or kind in "ui":
-            meta = getattr(time_map, "metadata", None) or {}
-            levels = int(meta.get("time_levels", DEFAULT_TIME_LEVELS))
-            sigma_max = meta.get("sigma_max")
-            return ("levels", data, levels, None if sigma_max is None else float(sigma_max))
+        if info is not None:
+            return ("levels", data, info["levels"], info["sigma_max"])
+        if kind in "ui":
+            return ("levels", data, DEFAULT_TIME_LEVELS, None)
         if kind != "f":
             raise TypeError(
                 f"time_map must hold floats in [0, 1] or integer levels, got {data.dtype}"

@@ -48,7 +48,7 @@ class ArraySink:
     def __init__(self, source: Source, dtype: np.dtype, with_std: bool) -> None:
         self.source = source
         self.dtype = dtype
-        self.image = np.empty(source.shape, dtype=dtype)
+        self.image = np.zeros(source.shape, dtype=dtype)  # (zeros: shown while filling)
         self.tau = np.empty(source.shape, dtype=np.float32)
         self.std = np.empty(source.shape, dtype=np.float32) if with_std else None
 

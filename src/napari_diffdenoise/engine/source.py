@@ -19,6 +19,7 @@ import numpy as np
 from .._validation import (
     check_image_layout,
     check_not_rgb,
+    check_plane_size,
     is_labels_layer,
     is_layer,
     layer_data,
@@ -30,8 +31,6 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 #: the axis letters understood (others are accepted as extra plane axes)
 KNOWN_AXES = "TCZYX"
-#: a plane is at least this many pixels on each side
-MIN_PLANE = 2
 
 
 @dataclass
@@ -302,10 +301,8 @@ def open_source(image: Any, *, axes: str | None = None, name: str | None = None)
         ome=info.get("ome"),
         _keep=keep,
     )
-    h, w = source.plane_shape
-    if min(h, w) < MIN_PLANE:
-        raise ValueError(
-            f"image is too small: its planes must be at least {MIN_PLANE} pixels on each side, "
-            f"got shape {shape} (axes {axes})"
-        )
+    check_plane_size(
+        source.plane_shape,
+        extra=f" (image of shape {tuple(shape)}, axes {axes})",
+    )
     return source

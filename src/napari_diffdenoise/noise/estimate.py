@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_image, check_int, check_not_rgb
+from .._validation import MIN_IMAGE_SIZE, as_image, check_int, check_not_rgb
 from ..intensity import robust_range
 from .bands import band_energies, bands_for, group_median, group_noise_variance
 from .classify import classify_table, impulse_score
@@ -40,8 +40,8 @@ from .stack import parse_roi, pick_planes, plane_of
 
 __all__ = ["estimate_noise"]
 
-#: Smallest plane (both of the last two axes) that can be inspected.
-MIN_SIZE = 8
+#: Smallest plane (both of the last two axes) that can be inspected: the package's one rule.
+MIN_SIZE = MIN_IMAGE_SIZE
 #: Patch size for planes of at least 64 pixels (smaller planes use 5 or 3).
 PATCH = 7
 #: Patch budget over all fitted planes.
@@ -83,6 +83,32 @@ def _exclusion(
     return excl
 
 
+def _sigma_map_curve(
+    data: list[_PlaneData],
+    fit_ids: np.ndarray,
+    lead: tuple[int, ...],
+    sigma_map: np.ndarray,
+    weak: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Level-set points ``(mean, mean σ_map²)`` over the weak-texture patches of the fitted
+    planes (the patch sample's order: plane by plane, as concatenated)."""
+    var = []
+    for d, i in zip(data, fit_ids):
+        plane = sigma_map[np.unravel_index(int(i), lead)] if lead else sigma_map
+        var.append(plane[d.sample.cy.astype(int), d.sample.cx.astype(int)].astype(np.float64))
+    var = np.concatenate(var) ** 2 if var else np.empty(0)
+    means = np.concatenate([d.sample.mean for d in data])
+    if not weak.any():
+        return np.empty(0), np.empty(0)
+    n_bins = int(np.clip(int(weak.sum()) // 500, 4, CURVE_BINS))
+    _, bins = curve_bins(means[weak], n_bins)
+    count = np.bincount(bins, minlength=n_bins)
+    ok = count >= 12
+    m = np.bincount(bins, weights=means[weak], minlength=n_bins)[ok] / count[ok]
+    v = np.bincount(bins, weights=var[weak], minlength=n_bins)[ok] / count[ok]
+    return m, v
+
+
 def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> NoiseReport:
     """Estimate the kind and level of the noise in an image.
 
@@ -105,13 +131,8 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
     NoiseReport
         Verdict, scores, parameters (image units), σ map and the variance-versus-mean curve.
     """
-    arr = as_image(image, name="image", min_ndim=2, min_size=1)
+    arr = as_image(image, name="image", min_ndim=2)
     check_not_rgb(image, arr.shape)
-    if min(arr.shape[-2:]) < MIN_SIZE:
-        raise ValueError(
-            f"image is too small to estimate noise: its last two dimensions must be at least "
-            f"{MIN_SIZE} pixels, got shape {arr.shape}"
-        )
     max_planes = check_int(max_planes, "max_planes", low=1, error=TypeError)
     shape = tuple(int(s) for s in arr.shape)
     hw = shape[-2:]
@@ -220,8 +241,8 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
         if len(sample) >= 2 * p * p or not float(np.ptp(arr)) > 0:
             sigma_map = np.zeros(shape, dtype=np.float32)
             return report(
-                "gaussian",
-                {"gaussian": 1.0},
+                "none",
+                {"none": 1.0},
                 0.0,
                 0.0,
                 0.0,
@@ -336,6 +357,12 @@ def estimate_noise(image: Any, *, roi: Any = None, max_planes: int = 8) -> Noise
             sigma_map[np.unravel_index(i, lead) if lead else ...] = plane_map(i)
         fit_maps = sigma_map[np.unravel_index(fit_ids, lead)] if lead else sigma_map
         sigma = float(np.mean(fit_maps, dtype=np.float64))
+        if kind == "spatially_variant":
+            # the level-set variances average the quieter half of each level set's patches
+            # (robust to texture): with noise that depends on the position, that is the quiet
+            # region only (10x below the mean variance on the spatially variant sample). The
+            # points show the σ map² averaged over each level set's patches instead.
+            curve_means, curve_vars = _sigma_map_curve(data, fit_ids, lead, sigma_map, weak)
     return report(
         kind, scores, sigma, fit.gain, fit.baseline, sigma_map, None, curve_means, curve_vars
     )

@@ -18,6 +18,7 @@ NOISE_REPORT_KINDS: tuple[str, ...] = (
     "poisson",
     "salt_and_pepper",
     "spatially_variant",
+    "none",
 )
 
 #: Diffusion time given to detected impulse pixels by :meth:`NoiseReport.time_map`. An impulse
@@ -52,7 +53,8 @@ class NoiseReport:
     ----------
     kind
         Verdict: ``"gaussian"`` (constant std), ``"poisson"`` (signal-dependent: Poisson or
-        Poisson-Gaussian), ``"salt_and_pepper"`` (impulses) or ``"spatially_variant"``.
+        Poisson-Gaussian), ``"salt_and_pepper"`` (impulses), ``"spatially_variant"``, or
+        ``"none"`` (a constant image: no noise at all, σ = 0, score 1).
     scores
         One score per kind, summing to 1.
     confidence
@@ -61,9 +63,10 @@ class NoiseReport:
         Global noise std. For ``"poisson"`` the mean over pixels of the fitted std; for
         ``"salt_and_pepper"`` the std of the noise besides the impulses.
     gain, baseline_variance
-        The fit ``Var[y | x] = gain * x + baseline_variance`` over the level-set data
-        (reported whatever the verdict; ``baseline_variance`` may be negative, e.g. with a
-        camera offset).
+        The fit ``Var[y | x] = gain * x + baseline_variance`` over the level-set data. It
+        describes the noise only for ``"poisson"`` (the summary shows it only then); for the
+        other verdicts it is a by-product. ``baseline_variance`` is negative when the zero of
+        the photon counts sits above 0 (a camera's dark offset): see :attr:`count_zero`.
     impulse_fraction
         Estimated fraction of pixels hit by impulses (0 when none).
     impulse_mask
@@ -74,7 +77,9 @@ class NoiseReport:
         from the fitted line where the data do). What the denoiser starts from is
         :attr:`start_sigma_map`.
     curve_means, curve_variances
-        Binned local mean / noise variance points (the variance-versus-mean plot).
+        Binned local mean / noise variance points (the variance-versus-mean plot). For
+        ``"spatially_variant"`` the variance of a level set is the mean of the σ map² over its
+        patches (the noise there depends on the position, which the level set averages).
     intensity_range
         Robust intensity range of the image (sets the default ``σ_max``).
     shape, dtype
@@ -103,6 +108,15 @@ class NoiseReport:
     def sigma_max_default(self) -> float:
         """``SIGMA_MAX`` in image units: the noise level that τ = 1 stands for by default."""
         return float(SIGMA_MAX * self.intensity_range.scale)
+
+    @property
+    def count_zero(self) -> float | None:
+        """For ``"poisson"`` with a positive gain: the intensity at which the fitted variance
+        reaches 0, ``-baseline_variance / gain`` (the dark offset of the camera when the read
+        noise is small); ``None`` otherwise."""
+        if self.kind != "poisson" or not self.gain > 0:
+            return None
+        return float(-self.baseline_variance / self.gain)
 
     @property
     def start_sigma_map(self) -> np.ndarray:
@@ -147,23 +161,39 @@ class NoiseReport:
 
     def summary(self) -> str:
         """A few lines for humans: the verdict and its parameters in image units."""
+        if self.kind == "none":
+            return "\n".join(
+                [
+                    "Noise: none (the image is constant: σ = 0, nothing to denoise)",
+                    f"Image {self.shape} {self.dtype}, value {_fmt(self.intensity_range.low)}",
+                ]
+            )
         lines = [
             f"Noise: {self.kind.replace('_', ' ')} (confidence {self.confidence:.0%})",
-            "Scores: " + ", ".join(f"{k} {v:.2f}" for k, v in self.scores.items()),
+            "Scores: "
+            + ", ".join(
+                f"{k.replace('_', ' ')} {v:.2f}" for k, v in self.scores.items() if k != "none"
+            ),
         ]
         if self.kind == "gaussian":
-            lines.append(f"sigma = {_fmt(self.sigma)} (constant over the image)")
+            lines.append(f"σ = {_fmt(self.sigma)} (constant over the image)")
         elif self.kind == "poisson":
             sign = "-" if self.baseline_variance < 0 else "+"
             lines.append(
-                f"Var[y|x] = {_fmt(self.gain)} * x {sign} {_fmt(abs(self.baseline_variance))}"
+                f"Var[y|x] = {_fmt(self.gain)} · x {sign} {_fmt(abs(self.baseline_variance))}"
                 f"  (gain: {_fmt(self.gain)} image units per photon)"
             )
+            zero = self.count_zero
+            if self.baseline_variance < 0 and zero is not None:
+                lines.append(
+                    f"the baseline variance is negative: the variance reaches 0 at"
+                    f" x ≈ {_fmt(zero)}, the zero of the photon counts (a dark offset)"
+                )
             lo, hi = self.intensity_range.low, self.intensity_range.high
             s_lo, s_hi = self.noise_std([lo, hi])
             lines.append(
-                f"sigma from {_fmt(s_lo)} at {_fmt(lo)} to {_fmt(s_hi)} at {_fmt(hi)};"
-                f" mean sigma = {_fmt(self.sigma)}"
+                f"σ from {_fmt(s_lo)} at {_fmt(lo)} to {_fmt(s_hi)} at {_fmt(hi)};"
+                f" mean σ = {_fmt(self.sigma)}"
             )
             if self.details.get("count_floor"):
                 lines.append(
@@ -172,23 +202,23 @@ class NoiseReport:
                 )
             if self.gain > 0:
                 lines.append(
-                    f"the denoiser starts at least one photon up (sigma >= "
+                    f"the denoiser starts at least one photon up (σ ≥ "
                     f"{_fmt(PHOTON_FLOOR * self.gain)})"
                 )
         elif self.kind == "salt_and_pepper":
             lines.append(
                 f"impulses in {self.impulse_fraction:.2%} of the pixels;"
-                f" remaining noise sigma = {_fmt(self.sigma)}"
+                f" remaining noise σ = {_fmt(self.sigma)}"
             )
         else:
             q = np.percentile(self.sigma_map[..., ::4, ::4], [5, 50, 95])
             lines.append(
-                f"sigma varies over the image: 5%/50%/95% = {_fmt(q[0])} / {_fmt(q[1])} /"
-                f" {_fmt(q[2])}; mean sigma = {_fmt(self.sigma)}"
+                f"σ varies over the image (not with the intensity): 5%/50%/95% ="
+                f" {_fmt(q[0])} / {_fmt(q[1])} / {_fmt(q[2])}; mean σ = {_fmt(self.sigma)}"
             )
         lines.append(
             f"Image {self.shape} {self.dtype}, robust range [{_fmt(self.intensity_range.low)},"
-            f" {_fmt(self.intensity_range.high)}], default sigma_max"
+            f" {_fmt(self.intensity_range.high)}], default σ_max"
             f" {_fmt(self.sigma_max_default)}"
         )
         return "\n".join(lines)
