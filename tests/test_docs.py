@@ -80,6 +80,7 @@ def test_recipes_in_the_docs_run(path, tmp_path, monkeypatch, request):
         pytest.skip(f"{path.name} has no Python recipe")
     _write_files(tmp_path)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))  # not the user's
     # models a recipe saves (fine-tuning) go to a temporary folder, never the user's
     monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))
     import matplotlib.pyplot as plt
@@ -90,6 +91,9 @@ def test_recipes_in_the_docs_run(path, tmp_path, monkeypatch, request):
         viewer = request.getfixturevalue("make_napari_viewer")()
         viewer.open_sample("napari-diffdenoise", "poisson")
         namespace["viewer"] = viewer
+        from napari.utils.notifications import notification_manager
+
+        first_notice = len(notification_manager.records)
     skipped = []
     for i, block in enumerate(blocks):
         for old, new in SHRINK.get(path.name, []):
@@ -105,5 +109,13 @@ def test_recipes_in_the_docs_run(path, tmp_path, monkeypatch, request):
                 exec(compile(block, f"{path.name} block {i + 1}", "exec"), namespace)
             except Exception as exc:  # the block's text in the failure message
                 raise AssertionError(f"{path.name} block {i + 1} failed:\n{block}") from exc
+    if "viewer" in namespace:
+        # napari's "Inconsistent units across layers": a recipe (or a widget) added a layer
+        # without its source's units
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.processEvents()  # (napari checks units when it next draws)
+        said = [str(n.message) for n in notification_manager.records[first_notice:]]
+        assert not [m for m in said if "units" in m], said
     if skipped and len(skipped) == len(blocks):
         pytest.skip("; ".join(skipped))

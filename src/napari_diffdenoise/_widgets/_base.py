@@ -386,6 +386,27 @@ class WorkerDockWidget(QWidget):
         entry = self._workers.get(worker)
         return None if entry is None else entry["cancelled"]
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every running worker of this widget has finished, for console use.
+
+        The Qt event loop keeps running meanwhile (the viewer stays live, progress and layers
+        are added as usual), so ``widget.run(); widget.wait()`` in napari's console or a
+        script behaves like pressing the button and waiting. Returns ``False`` when
+        ``timeout`` (seconds) ran out first.
+        """
+        import time
+
+        from qtpy.QtCore import QCoreApplication, QEventLoop
+
+        end = None if timeout is None else time.monotonic() + timeout
+        while self._workers:
+            if end is not None and time.monotonic() > end:
+                return False
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.005)
+        QCoreApplication.processEvents()
+        return True
+
     def cancel_workers(self, reason: str = "cancelled") -> None:
         """Cancel every running worker."""
         for worker in self.workers:
