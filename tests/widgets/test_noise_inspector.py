@@ -37,6 +37,8 @@ def run_inspection(qtbot, widget):
     """Start an estimate and wait for its worker; returns the report."""
     worker = widget.inspect(start=False)
     assert worker is not None, widget.last_error
+    # determinate progress, never napari's costly busy animation (a range of 0 to 0)
+    assert not widget.progress.isHidden() and widget.progress.maximum() > 0
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
         worker.start()
     assert widget.report is not None, widget.last_error

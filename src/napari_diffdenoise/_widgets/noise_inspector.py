@@ -137,9 +137,11 @@ class NoiseInspectorWidget(QWidget):
         self.inspect_button = QPushButton("Inspect")
         self.inspect_button.setToolTip("Estimate the noise type and level (runs in the background)")
         self.progress = QProgressBar()
-        self.progress.setRange(0, 0)  # busy indicator
-        self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(8)
+        # determinate (0 of 1 until the estimate returns): napari's busy animation alone costs
+        # the event loop three quarters of its ticks under software OpenGL
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("estimating the noise…")
         self.progress.setVisible(False)
         self.status_label = QLabel("Pick an image and press Inspect.")
         self.status_label.setWordWrap(True)
