@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import QComboBox, QLabel, QProgressBar, QWidget
 
 from ._combo import layer_by_id, refill, set_error, set_status
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.qt.threading import GeneratorWorker
 
-__all__ = ["LayerPicker", "Placement", "ProgressRate", "WorkerDockWidget"]
+__all__ = ["LayerPicker", "ModelCombo", "Placement", "ProgressRate", "WorkerDockWidget"]
 
 #: layer-list events after which pickers refresh
 LAYER_EVENTS = ("inserted", "removed", "moved", "reordered", "renamed")
@@ -138,6 +138,36 @@ class LayerPicker(QComboBox):
         if index < 0:
             raise ValueError(f"{data!r} is not offered here")
         self.setCurrentIndex(index)
+
+
+class ModelCombo(QComboBox):
+    """The model list, re-read from :func:`~napari_diffdenoise.list_models` whenever it opens
+    (models saved by fine-tuning appear without restarting napari)."""
+
+    def showPopup(self) -> None:  # noqa: N802 (Qt's name)
+        self.refresh()
+        super().showPopup()
+
+    def refresh(self) -> None:
+        from napari_diffdenoise import list_models
+        from napari_diffdenoise.model.registry import PRESETS
+
+        names = list_models()
+        current = self.currentData()
+        if [self.itemData(i) for i in range(self.count())] != names:
+            self.blockSignals(True)
+            self.clear()
+            for name in names:
+                preset = PRESETS.get(name)
+                self.addItem(name, name)
+                self.setItemData(
+                    self.count() - 1,
+                    preset.description if preset else "a saved (fine-tuned) model",
+                    Qt.ItemDataRole.ToolTipRole,
+                )
+            self.blockSignals(False)
+        index = self.findData(current if current in names else "default")
+        self.setCurrentIndex(max(index, 0))
 
 
 @dataclass

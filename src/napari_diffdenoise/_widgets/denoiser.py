@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -47,7 +47,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._validation import METADATA_KEY, check_not_rgb, time_map_info
-from ._base import LayerPicker, Placement, ProgressRate, WorkerDockWidget
+from ._base import LayerPicker, ModelCombo, Placement, ProgressRate, WorkerDockWidget
 from ._layers import image_plane_index, layer_array
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,36 +109,6 @@ class _Job:
     layer: Any = None
     rate: ProgressRate = field(default_factory=ProgressRate)
     planes_shown: int = -1
-
-
-class _ModelCombo(QComboBox):
-    """The model list, re-read from :func:`~napari_diffdenoise.list_models` whenever it opens
-    (models saved by fine-tuning appear without restarting napari)."""
-
-    def showPopup(self) -> None:  # noqa: N802 (Qt's name)
-        self.refresh()
-        super().showPopup()
-
-    def refresh(self) -> None:
-        from napari_diffdenoise import list_models
-        from napari_diffdenoise.model.registry import PRESETS
-
-        names = list_models()
-        current = self.currentData()
-        if [self.itemData(i) for i in range(self.count())] != names:
-            self.blockSignals(True)
-            self.clear()
-            for name in names:
-                preset = PRESETS.get(name)
-                self.addItem(name, name)
-                self.setItemData(
-                    self.count() - 1,
-                    preset.description if preset else "a saved (fine-tuned) model",
-                    Qt.ItemDataRole.ToolTipRole,
-                )
-            self.blockSignals(False)
-        index = self.findData(current if current in names else "default")
-        self.setCurrentIndex(max(index, 0))
 
 
 class DenoiserWidget(WorkerDockWidget):
@@ -210,7 +180,7 @@ class DenoiserWidget(WorkerDockWidget):
         self.scope_combo = QComboBox()
         self.scope_combo.addItem("whole stack", "stack")
         self.scope_combo.addItem("current slice", "slice")
-        self.model_combo = _ModelCombo()
+        self.model_combo = ModelCombo()
         self.model_combo.refresh()
         self.model_combo.setToolTip(
             "default: one network call; fast: the same in bfloat16 where that is faster; "

@@ -49,7 +49,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._validation import METADATA_KEY
-from ._base import LayerPicker, Placement, WorkerDockWidget
+from ._base import LayerPicker, ModelCombo, Placement, WorkerDockWidget
 from ._combo import layer_by_id
 from ._layers import image_plane_index, layer_array
 
@@ -157,27 +157,6 @@ def _preview_job(image: Any, index: tuple, models: dict[str, Any], device: str) 
 
 
 # --------------------------------------------------------------------------- small widgets
-
-
-class _ModelCombo(QComboBox):
-    """The base-model list, re-read from ``list_models()`` whenever it opens."""
-
-    def showPopup(self) -> None:  # noqa: N802 (Qt's name)
-        self.refresh()
-        super().showPopup()
-
-    def refresh(self) -> None:
-        from napari_diffdenoise import list_models
-
-        names = list_models()
-        current = self.currentData()
-        if [self.itemData(i) for i in range(self.count())] != names:
-            self.blockSignals(True)
-            self.clear()
-            for name in names:
-                self.addItem(name, name)
-            self.blockSignals(False)
-        self.setCurrentIndex(max(0, self.findData(current if current in names else "default")))
 
 
 class _FolderRow(QWidget):
@@ -332,7 +311,7 @@ class FineTuneWidget(WorkerDockWidget):
         self.noisy_list.setToolTip("Tick the noisy Image layers to adapt on")
         self.noisy_list.setMaximumHeight(110)
 
-        self.base_combo = _ModelCombo()
+        self.base_combo = ModelCombo()
         self.base_combo.refresh()
         self.base_combo.setToolTip("The model to start from (presets and saved models)")
         self.budget_spin = QDoubleSpinBox()
