@@ -289,3 +289,15 @@ def test_fine_tune_errors_exit_2_with_the_api_messages(tmp_path, monkeypatch, ca
     with pytest.raises(SystemExit):  # neither --pairs nor --noisy: argparse's usage error
         main(["fine-tune", "--name", "x"])
     assert not (tmp_path / "models").exists()
+
+
+def test_fine_tune_on_a_noisy_stack_alone(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))
+    noisy_dir, _ = _pair_folders(tmp_path, n=3)
+    stack = np.stack([tifffile.imread(p) for p in sorted(noisy_dir.glob("*.tif"))])
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    args = ["fine-tune", "--noisy", str(tmp_path / "stack.tif"), "--name", "alone"]
+    assert main([*args, "--steps", "2", "--seed", "0", "--batch", "2"]) == 0
+    assert "'alone'" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "models" / "alone.json").read_text())["training"]
+    assert meta["method"] == "fine-tune (noisy)" and meta["steps"] == 2

@@ -149,8 +149,18 @@ def _output_for(source: Path, output: Path, many: bool) -> Path:
 
 
 def _time_map_arg(path: str | None):
+    """A time map file: one saved by the Time map widget / ``save_time_map`` (its levels and
+    σ_max travel with it), else floats in [0, 1] or integer levels of 255."""
     if path is None:
         return None
+    if Path(path).suffix.lower() in (".tif", ".tiff") and Path(path).is_file():
+        from .noise.timemap import load_time_map
+
+        try:
+            return load_time_map(path)
+        except ValueError as exc:
+            if "is not a time map saved by" not in str(exc):  # (a plain TIFF: read below)
+                raise
     return _read_image(path)
 
 
@@ -404,8 +414,10 @@ def _cmd_fine_tune(args) -> int:
         noisy = Path(args.noisy)
         if not noisy.exists():
             raise FileNotFoundError(f"{noisy}: no such file or directory")
-        if noisy.is_file():
-            noisy = _read_image(str(noisy)) if noisy.suffix.lower() in _SMALL_INPUTS else noisy
+        if noisy.is_file() or noisy.suffix.lower() == ".zarr":  # a stack, read lazily
+            from .training.pairs import open_file
+
+            noisy = open_file(noisy)
     steps = iter_fine_tune(
         tuple(args.pairs) if args.pairs else None,
         noisy=noisy,
@@ -519,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument(
         "--time-map",
         default=None,
-        help="a time map file (floats in [0, 1] or integer levels of 255), one plane or the stack's shape",
+        help="a time map file: a TIFF saved by the Time map widget (its σ scale travels with it), "
+        "or floats in [0, 1] / integer levels of 255; one plane or the stack's shape",
     )
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--sampler", default=None, choices=["direct", "origin", "cold", "indi"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_diffdenoise import fine_tune, list_models, synthetic_fluorescence
+from napari_diffdenoise import fine_tune, list_models, load_model, synthetic_fluorescence
 from napari_diffdenoise.training.finetune import checkpoint_dir, iter_fine_tune
 from napari_diffdenoise.training.pairs import read_pairs
 
@@ -81,9 +81,26 @@ def test_folders_are_matched_by_file_name_and_read_lazily(tmp_path):
     for i, (n, c) in enumerate(_pairs(3)):
         tifffile.imwrite(tmp_path / "noisy" / f"im{i}.tif", n)
         tifffile.imwrite(tmp_path / "clean" / f"im{i}.tif", c)
+    import zarr
+
+    n, c = _pair(3)
+    for folder, image in (("noisy", n), ("clean", c)):
+        zarr.open_array(str(tmp_path / folder / "im3.zarr"), mode="w", shape=n.shape,
+                        chunks=(32, 32), dtype="f4")[:] = image  # fmt: skip
     data = read_pairs((tmp_path / "noisy", tmp_path / "clean"), patch_size=48)
-    assert [p.label for p in data.pairs] == ["im0.tif", "im1.tif", "im2.tif"]
+    assert [p.label for p in data.pairs] == ["im0.tif", "im1.tif", "im2.tif", "im3.zarr"]
     assert isinstance(data.pairs[0].noisy, np.memmap)  # never read whole
+    assert not isinstance(data.pairs[3].noisy, np.ndarray)  # a zarr array, read by patches
+    np.testing.assert_allclose(data.pairs[3].read(0)[1], data.pairs[3].intensity.normalise(
+        data.pairs[3].gain * c + data.pairs[3].offset), atol=1e-5)  # fmt: skip
+
+
+def test_napari_layers_are_accepted_as_pairs():
+    from napari.layers import Image
+
+    noisy, clean = _pair(4)
+    data = read_pairs([(Image(noisy, name="frame"), Image(clean))], patch_size=48)
+    assert data.pairs[0].label == "pair 0 ('frame')" and data.pairs[0].shape == (96, 96)
 
 
 def _bad(tmp_path, what):
@@ -148,6 +165,7 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, models_dir, w
 # ---------------------------------------------------------------- a tiny real run
 
 
+@pytest.mark.slow
 def test_a_tiny_fine_tune_raises_the_held_out_psnr_and_is_listed_at_once(models_dir):
     pairs = _pairs(5)
     copies = [(n.copy(), c.copy()) for n, c in pairs]
@@ -178,8 +196,15 @@ def test_a_tiny_fine_tune_raises_the_held_out_psnr_and_is_listed_at_once(models_
     assert meta["base"]["name"] == "default"
     # the validation loss went down with the PSNR
     assert val["history"][-1]["loss"] < val["history"][0]["loss"]
+    # records hand out the weights of each new best (the base's at step 0), the last ones saved
+    handed = [r for r in records if r.best_weights is not None]
+    assert handed[0].step == 0 and all(r.step == r.best_step for r in handed)
+    saved = load_model("tiny").net.state_dict()
+    for key, value in handed[-1].best_weights.items():
+        np.testing.assert_array_equal(value.numpy(), saved[key].float().cpu().numpy())
 
 
+@pytest.mark.slow
 def test_the_saved_model_denoises_in_a_new_process_and_from_the_cli(tmp_path, models_dir):
     fine_tune(_pairs(3), name="mine", max_steps=4, seed=0, settings=FAST)
     noisy, _ = _pair(7)
@@ -241,6 +266,7 @@ def test_a_cancel_flag_stops_the_run_and_saves_the_best_so_far(models_dir):
     assert "stopped" in list_models()
 
 
+@pytest.mark.slow
 def test_closing_the_generator_saves_the_best_so_far(models_dir):
     steps = iter_fine_tune(_pairs(3), name="closed", max_steps=200, seed=0, settings=FAST)
     for record in steps:
@@ -264,6 +290,7 @@ def test_ctrl_c_in_the_progress_callback_saves_then_reraises(models_dir):
     assert "ctrl-c" in list_models()
 
 
+@pytest.mark.slow
 def test_a_run_continues_from_its_checkpoint(models_dir):
     fine_tune(_pairs(3), name="long", max_steps=10, seed=0, settings=FAST)
     assert (checkpoint_dir("long") / "checkpoint.safetensors").is_file()

@@ -22,7 +22,6 @@ Console use: :meth:`FineTuneWidget.set_parameters`, :meth:`~FineTuneWidget.start
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -106,40 +105,31 @@ def _train_job(kwargs: dict[str, Any], snapshots: dict[str, bool]) -> Generator:
                 record = next(steps)
             except StopIteration as stop:
                 return stop.value
-            best = None
-            if (
-                snapshots.get("on")
-                and record.validation is not None
-                and record.best_step == record.step
-            ):
-                best = _best_weights(steps, record, kwargs["base"])
+            best = _best_weights(record, kwargs["base"]) if snapshots.get("on") else None
             yield record, best
     finally:
         steps.close()
 
 
-def _best_weights(steps: Generator, record: FineTuneProgress, base: str) -> Any:
-    """A frozen copy of the run's best weights, as a ``LoadedModel`` (``None`` if unavailable).
+def _best_weights(record: FineTuneProgress, base: str) -> Any:
+    """The run's new best weights (``record.best_weights``, a CPU state dict the core hands out
+    when a validation finds them) as a frozen ``LoadedModel`` for the preview, or ``None``."""
+    from napari_diffdenoise.model.registry import LoadedModel, model_path
+    from napari_diffdenoise.model.weights import load_weights
 
-    Taken in the worker thread while the run is paused at its yield. The weights come from the
-    record (a ``best_weights`` module, if the core provides one) or else from the suspended
-    generator's ``best_net`` (the loop's best-weights copy)."""
-    from napari_diffdenoise.model.registry import LoadedModel, load_model
-
-    net = getattr(record, "best_weights", None)
-    if net is None and steps.gi_frame is not None:
-        net = steps.gi_frame.f_locals.get("best_net")
-    if net is None or not hasattr(net, "state_dict"):
+    if record.best_weights is None:
         return None
-    frozen = copy.deepcopy(net).eval()
-    for p in frozen.parameters():
+    path, _preset = model_path(base)
+    net, info = load_weights(path)  # a fresh network of the base's architecture
+    net.load_state_dict(record.best_weights)
+    net.eval()
+    for p in net.parameters():
         p.requires_grad_(False)
-    loaded = load_model(base)
     return LoadedModel(
         name=f"{record.name} (step {record.best_step})",
-        path=loaded.path,
-        net=frozen,
-        info=loaded.info,
+        path=path,
+        net=net,
+        info=info,
     )
 
 

@@ -65,21 +65,21 @@ class FineTuneSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-    lr: float = Field(2e-4, gt=0.0)
+    lr: float = Field(5e-4, gt=0.0)
     """Peak learning rate (AdamW)."""
     lr_min_ratio: float = Field(0.05, ge=0.0, le=1.0)
     """Learning rate at the end of the cosine decay, as a share of ``lr``."""
     weight_decay: float = Field(1e-4, ge=0.0)
     """AdamW weight decay."""
-    warmup_steps: int = Field(20, ge=0)
+    warmup_steps: int = Field(10, ge=0)
     """Steps of linear warm-up."""
     batch_size: int = Field(8, ge=1)
     """Patches per step."""
-    patch_size: int = Field(96, ge=16, multiple_of=8)
+    patch_size: int = Field(64, ge=16, multiple_of=8)
     """Side of the square training patches (a multiple of 8, the UNet's downsampling)."""
     grad_clip: float = Field(1.0, ge=0.0)
     """Gradient norm clipping (0: off)."""
-    val_every: int = Field(50, ge=1)
+    val_every: int = Field(25, ge=1)
     """Steps between two validations."""
     patience: int = Field(8, ge=1)
     """Validations without improvement before the run stops early."""
@@ -87,7 +87,7 @@ class FineTuneSettings(BaseModel):
     """Improvement of the validation figure that counts as one."""
     time_map: str = Field("estimate", pattern="^(estimate|residual)$")
     """Pairs: the time map the pairs are trained with (``training.pairs``)."""
-    p_at_observation: float = Field(0.5, ge=0.0, le=1.0)
+    p_at_observation: float = Field(0.8, ge=0.0, le=1.0)
     """Pairs: share of the samples trained at ``t = τ`` (the direct sampler's only step)."""
 
 
@@ -115,6 +115,9 @@ class FineTuneProgress:
     #: why the run stopped ("budget", "early stop", "cancelled", "diverged"), on the last record
     stopped: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    #: on records where the validation found a new best (the base at step 0): a CPU copy of
+    #: those weights (a state dict of the base model's architecture), e.g. for a live preview
+    best_weights: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def default_name(base: str = "default") -> str:
@@ -356,6 +359,11 @@ def iter_fine_tune(
             name=name,
             stopped=stopped,
             history=history,
+            best_weights=(
+                {k: v.detach().to("cpu", copy=True) for k, v in best_net.state_dict().items()}
+                if val is not None and best_step == step
+                else None
+            ),
         )
 
     last_ckpt = [time.perf_counter()]

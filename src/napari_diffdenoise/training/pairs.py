@@ -40,7 +40,15 @@ from ..noise.stack import pick_planes
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["PairTask", "PairSet", "read_pairs", "make_pair_task", "TIME_MAPS", "PAIR_SUFFIXES"]
+__all__ = [
+    "PairTask",
+    "PairSet",
+    "open_file",
+    "read_pairs",
+    "make_pair_task",
+    "TIME_MAPS",
+    "PAIR_SUFFIXES",
+]
 
 #: file types read from pair folders
 PAIR_SUFFIXES = (".tif", ".tiff", ".png", ".npy", ".zarr")
@@ -62,7 +70,7 @@ _CACHE_PLANES = 32
 # --------------------------------------------------------------------------- reading
 
 
-def _open_file(path: Path) -> Any:
+def open_file(path: Path) -> Any:
     """A lazily indexable array for a TIFF / .npy / zarr file, a numpy array for PNG."""
     suffix = path.suffix.lower()
     try:
@@ -99,6 +107,10 @@ def _open_file(path: Path) -> Any:
             f"{path} is a colour (RGB) image; pairs must be single-channel: save one channel"
         )
     return image
+
+
+#: the earlier private name (``selfsup`` imports it)
+_open_file = open_file
 
 
 def _folder_entries(folder: Path, role: str) -> dict[str, Path]:
@@ -138,7 +150,7 @@ def _pairs_from_folders(noisy_dir: Path, clean_dir: Path) -> list[tuple[Any, Any
             f"pairs are matched by file name between {noisy_dir} and {clean_dir}: "
             f"{'; '.join(what)}; give each noisy file a clean file of the same name"
         )
-    return [(_open_file(noisy[n]), _open_file(clean[n]), n) for n in noisy]
+    return [(open_file(noisy[n]), open_file(clean[n]), n) for n in noisy]
 
 
 def _is_path(x: Any) -> bool:
@@ -342,6 +354,8 @@ class PairSet:
             self.val = [planes[j] for j in order[:n_val]]
             self.train = [planes[j] for j in order[n_val:]]
         self.held_out = n_val > 0 and (self.split_rows or self.val != self.train)
+        if not self.val:  # validation_fraction=0: the figure comes from the training planes
+            self.val = list(self.train)
 
     def train_rows(self, i: int, k: int) -> int:
         """Rows of plane ``(i, k)`` that training patches come from."""
@@ -510,7 +524,7 @@ class PairTask:
 
 
 def read_pairs(
-    pairs: Any, *, patch_size: int = 96, validation_fraction: float = 0.1, seed: int = 0
+    pairs: Any, *, patch_size: int = 64, validation_fraction: float = 0.1, seed: int = 0
 ) -> PairSet:
     """Read and check ``pairs`` (any accepted form; see the module docstring)."""
     return PairSet(pairs, patch_size=patch_size, validation_fraction=validation_fraction, seed=seed)
@@ -521,9 +535,9 @@ def make_pair_task(
     *,
     validation_fraction: float = 0.1,
     seed: int = 0,
-    patch_size: int = 96,
+    patch_size: int = 64,
     time_map: str = "estimate",
-    p_at_observation: float = 0.5,
+    p_at_observation: float = 0.8,
 ) -> PairTask:
     """The supervised :class:`PairTask` for ``pairs`` (checked here: ``ValueError`` /
     ``FileNotFoundError`` naming the pair and what to do)."""

@@ -55,8 +55,10 @@ VAL_SIDE = 256
 PROBE = 0.01
 #: pixels of reflection padding around every whole-image network pass (as the engine)
 PAD = 8
-#: pixels of the planes prepared at most (a big stack: planes evenly spread over it)
-MAX_PIXELS = 1 << 24
+#: pixels of the planes prepared at most, beyond MIN_PLANES planes (a big stack: planes evenly
+#: spread over it)
+MAX_PIXELS = 1 << 22
+MIN_PLANES = 4
 #: a single plane holds out at least this many bottom rows for validation
 VAL_MIN_ROWS = 64
 
@@ -186,6 +188,28 @@ class NoisyOnlyTask:
     held-out noisy data: higher is better). The data are read and checked, and the noise models
     fitted, when the task is built; the pseudo-clean images are computed on the first call,
     with the model the run starts from.
+
+    Parameters
+    ----------
+    images
+        2D or nD arrays (planes are samples), napari layers, a list of them, or a folder
+        (TIFF, PNG, ``.npy``, zarr). Never modified.
+    validation_fraction
+        Share of the planes held out for the SURE figure; a single plane holds out its bottom
+        rows (at least ``VAL_MIN_ROWS``).
+    seed
+        Seeds the split, the SURE probes and (with the loop's generator) the patches.
+    device
+        Where the pseudo-clean images are computed (the loop passes its device).
+    patch
+        Side of the training patches (smaller planes use their own size, rounded to 8).
+    p_white
+        Share of the patches trained on white Gaussian noise at its exact time.
+    max_pixels
+        Pixels prepared at most (beyond ``MIN_PLANES`` planes); planes evenly spread.
+    references
+        Clean images, one per plane (benchmarks, tests): ``validate`` then also reports
+        ``"true_psnr"`` (affine-fitted) of the held-out windows. Never used for training.
     """
 
     kind = "noisy"
@@ -222,7 +246,7 @@ class NoisyOnlyTask:
             for k in range(int(np.prod(arr.shape[:-2], dtype=np.int64)) if arr.ndim > 2 else 1)
         ]
         plane_px = max(int(np.prod(arr.shape[-2:])) for arr, _ in sources)
-        max_planes = max(1, int(max_pixels) // plane_px)
+        max_planes = max(MIN_PLANES, int(max_pixels) // plane_px)
         picks = np.arange(len(planes))
         if len(planes) > max_planes:  # a big stack: planes evenly spread over it
             picks = pick_planes(picks, max_planes)

@@ -29,6 +29,10 @@ Contract (what the loop does, what a task must do):
   figure (computed first, at step 0). Other keys (e.g. ``"loss"``, ``"psnr"``) are reported and
   saved as they are. ``figure_name`` says what the figure is, for plots and the model's JSON
   (``"PSNR (dB)"`` for pairs).
+- Optional attribute ``min_gain`` (float, default 0): the improvement of the figure over the
+  best so far that a checkpoint needs to count as better (the loop uses the larger of this and
+  ``FineTuneSettings.min_gain``); ``math.inf`` keeps the base model whatever the figure says
+  (for data where the figure cannot be trusted).
 - :meth:`AdaptationTask.summary` is a JSON-able description of the data (number of images,
   shapes, noise estimate, method and its settings), stored in the saved model's JSON.
 
