@@ -164,9 +164,13 @@ def test_the_base_wins_on_plain_noise_that_it_already_covers(models_dir):
     noisy = [_striped(_clean(30 + i, (96, 96)), 40 + i, rows=0.0) for i in range(3)]
     task = make_noisy_task(noisy, validation_fraction=0.3, seed=0)
     assert not task.structured and math.isinf(task.min_gain)
-    name = fine_tune(noisy=task, name="plain", max_steps=10, seed=0, settings=FAST)
+    records = []
+    name = fine_tune(noisy=task, name="plain", max_steps=10, seed=0, settings=FAST,
+                     progress=records.append)  # fmt: skip
     info = read_info(model_path(name)[0]).training
     assert info["kept_base"]
+    # no training step spent on it: the run stops after scoring the base
+    assert records[-1].stopped == "nothing to learn" and info["steps"] == 0
     saved = read_tensors(model_path(name)[0])
     base = read_tensors(model_path("default")[0])
     assert all(np.array_equal(saved[k].numpy(), base[k].numpy()) for k in base)

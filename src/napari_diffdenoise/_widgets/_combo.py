@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QLabel
 
-__all__ = ["refill", "select_text", "disconnect_all", "layer_by_id", "set_status", "set_error"]
+__all__ = ["refill", "layer_by_id", "set_status", "set_error"]
 
 
 def refill(combo: QComboBox, items: list[tuple[str, Any]], current: Any) -> None:
@@ -24,21 +23,6 @@ def refill(combo: QComboBox, items: list[tuple[str, Any]], current: Any) -> None
     index = datas.index(current) if current in datas else 0 if items else -1
     if index != combo.currentIndex():
         combo.setCurrentIndex(index)
-
-
-def select_text(combo: QComboBox, text: str) -> None:
-    """Select the item labelled ``text`` (``ValueError`` when there is none)."""
-    index = combo.findText(text, Qt.MatchFlag.MatchExactly)
-    if index < 0:
-        raise ValueError(f"no layer named {text!r} in the list ({combo.count()} choices)")
-    if index != combo.currentIndex():
-        combo.setCurrentIndex(index)
-
-
-def disconnect_all(callbacks: list) -> None:
-    """Disconnect ``(emitter, callback)`` pairs (on widget destruction)."""
-    for emitter, callback in callbacks:
-        emitter.disconnect(callback)
 
 
 def layer_by_id(viewer: Any, unique_id: Any) -> Any:

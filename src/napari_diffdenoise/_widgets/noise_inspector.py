@@ -1,13 +1,15 @@
 """The "Noise inspector" dock widget: what noise is in this image, how strong, and where.
 
 A thin Qt skin over the public API. Everything this widget shows or adds to the viewer comes
-from :func:`napari_diffdenoise.estimate_noise` (run in a ``thread_worker``), the returned
+from :func:`napari_diffdenoise.estimate_noise` (run in the shared base class's background
+worker, :class:`~._base.WorkerDockWidget`), the returned
 :class:`~napari_diffdenoise.NoiseReport` and :func:`napari_diffdenoise.time_map_to_levels`;
 ``docs/inspector.md`` has the console recipe that reproduces it step by step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,17 +21,17 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from .._progress import run_to_end
 from .._validation import check_not_rgb
-from ._combo import disconnect_all, layer_by_id, refill, select_text, set_error, set_status
+from ._base import LayerPicker, WorkerDockWidget
+from ._combo import layer_by_id
 from ._layers import (
     add_sigma_map_layer,
     add_time_map_layer,
@@ -42,7 +44,7 @@ from ._plots import NoisePlotCanvas
 if TYPE_CHECKING:  # pragma: no cover
     import napari
     import napari.layers
-    from napari.qt.threading import FunctionWorker
+    from napari.qt.threading import GeneratorWorker
 
     from napari_diffdenoise.noise.report import NoiseReport
 
@@ -53,7 +55,6 @@ SCOPE_SLICE = "slice"
 SCOPE_STACK = "stack"
 _SCOPE_LABELS = {SCOPE_SLICE: "current slice", SCOPE_STACK: "whole stack"}
 _MAX_LEVELS = 4095
-_LAYER_EVENTS = ("inserted", "removed", "moved", "reordered", "renamed")
 
 
 class VerdictBox(QPlainTextEdit):
@@ -85,14 +86,28 @@ class VerdictBox(QPlainTextEdit):
         self.setFixedHeight(int(np.ceil(height)))
 
 
-def _estimate(data: Any, roi: np.ndarray | None) -> NoiseReport:
-    """Worker body: the public API call, nothing else."""
+def _estimate(data: Any, roi: np.ndarray | None) -> Generator[int, None, NoiseReport]:
+    """Worker body: the public API call, nothing else (one step, then the report)."""
     from napari_diffdenoise import estimate_noise
 
-    return estimate_noise(data, roi=roi)
+    report = estimate_noise(data, roi=roi)
+    yield 1
+    return report
 
 
-class NoiseInspectorWidget(QWidget):
+def _refuse_image(layer: Any) -> str | None:
+    from napari.layers import Image
+
+    return None if isinstance(layer, Image) else f"{layer.name!r} is not an Image layer"
+
+
+def _refuse_roi(layer: Any) -> str | None:
+    from napari.layers import Shapes
+
+    return None if isinstance(layer, Shapes) else f"{layer.name!r} is not a Shapes layer"
+
+
+class NoiseInspectorWidget(WorkerDockWidget):
     """Estimate the noise of an image layer and turn it into a σ map or a paintable time map.
 
     Parameters
@@ -104,27 +119,32 @@ class NoiseInspectorWidget(QWidget):
     ----------
     report : NoiseReport or None
         The last estimate (``None`` before the first one or after an error).
-    worker : FunctionWorker or None
+    worker : GeneratorWorker or None
         The worker of the last :meth:`inspect` call.
     last_error : str or None
         The message of the last error shown in the status line.
+
+    The console methods (``set_image_layer``, ``set_roi_layer``, ``set_scope``, ``inspect``,
+    ``set_sigma_max``, ``set_time_levels``, ``add_sigma_map_layer``, ``add_time_map_layer``)
+    are stable, for napari's console and scripts.
     """
 
+    title = "Noise inspector"
+
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(napari_viewer, parent)
         from napari_diffdenoise.noise.timemap import DEFAULT_TIME_LEVELS
 
-        self.viewer = napari_viewer
         self.report: NoiseReport | None = None
-        self.worker: FunctionWorker | None = None
-        self.last_error: str | None = None
+        self.worker: GeneratorWorker | None = None
         self._report_source: Any = None  # unique_id of the inspected layer
         self._report_meta: dict[str, Any] = {}
 
         # --- input ---------------------------------------------------------------------------
-        self.image_combo = QComboBox()
+        self.image_combo = LayerPicker(self.viewer, _refuse_image, follow_selection=True)
         self.image_combo.setToolTip("Image layer to inspect (single channel, 2D or nD)")
-        self.roi_combo = QComboBox()
+        self.roi_combo = LayerPicker(self.viewer, _refuse_roi, extra=[(NO_ROI, None)])
+        self.pickers = [self.image_combo, self.roi_combo]
         self.roi_combo.setToolTip(
             "Optional Shapes layer: only pixels inside its shapes are used for the estimate"
         )
@@ -136,15 +156,7 @@ class NoiseInspectorWidget(QWidget):
         )
         self.inspect_button = QPushButton("Inspect")
         self.inspect_button.setToolTip("Estimate the noise type and level (runs in the background)")
-        self.progress = QProgressBar()
-        # determinate (0 of 1 until the estimate returns): napari's busy animation alone costs
-        # the event loop three quarters of its ticks under software OpenGL
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("estimating the noise…")
-        self.progress.setVisible(False)
-        self.status_label = QLabel("Pick an image and press Inspect.")
-        self.status_label.setWordWrap(True)
+        self.set_status("Pick an image and press Inspect.")
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
@@ -202,72 +214,29 @@ class NoiseInspectorWidget(QWidget):
         self.sigma_max_spin.valueChanged.connect(self._replot)
         self._set_outputs_enabled(False)
 
-        events = self.viewer.layers.events
-        for name in _LAYER_EVENTS:
-            getattr(events, name).connect(self.reset_choices)
-        callbacks = [(getattr(events, n), self.reset_choices) for n in _LAYER_EVENTS]
-        active = self.viewer.layers.selection.events.active
-        active.connect(self._follow_active_layer)
-        callbacks.append((active, self._follow_active_layer))
-        self.destroyed.connect(lambda *_: disconnect_all(callbacks))
-        self.reset_choices()
-
-    # ------------------------------------------------------------------ layer pickers
-    def reset_choices(self, event: Any = None) -> None:
-        """Refresh the image and ROI pickers from ``viewer.layers`` (keeps the current choice).
-
-        Items are tracked by the layers' ``unique_id``, so a renamed layer stays selected.
-        """
-        from napari.layers import Image, Shapes
-
-        layers = list(self.viewer.layers)
-        images = [(lay.name, lay.unique_id) for lay in layers if isinstance(lay, Image)]
-        shapes = [(lay.name, lay.unique_id) for lay in layers if isinstance(lay, Shapes)]
-        current = self.image_combo.currentData()
-        if current not in [uid for _, uid in images]:
-            active = self.viewer.layers.selection.active
-            if isinstance(active, Image):
-                current = active.unique_id
-            elif images:
-                current = images[-1][1]
-        refill(self.image_combo, images, current)
-        refill(self.roi_combo, [(NO_ROI, None), *shapes], self.roi_combo.currentData())
         self._update_scope_enabled()
 
-    def _follow_active_layer(self, event: Any = None) -> None:
-        """Pick the layer the user selects in the layer list, if it is an image to inspect.
-
-        Layers this widget made (σ maps carry ``metadata["source"]``) are not followed, so that
-        adding a σ map does not retarget the next inspection.
-        """
-        from napari.layers import Image
-
-        layer = self.viewer.layers.selection.active
-        if isinstance(layer, Image) and "source" not in layer.metadata:
-            index = self.image_combo.findData(layer.unique_id)
-            if index >= 0:
-                self.image_combo.setCurrentIndex(index)
-
+    # ------------------------------------------------------------------ layer pickers
     @property
     def image_layer(self) -> napari.layers.Image | None:
         """The selected Image layer (``None`` when the viewer has none)."""
-        uid = self.image_combo.currentData()
-        return None if uid is None else self._layer_by_id(uid)
+        return self.image_combo.layer
 
     def set_image_layer(self, layer: napari.layers.Image | str) -> None:
         """Select the image to inspect by layer or layer name."""
-        select_text(self.image_combo, layer if isinstance(layer, str) else layer.name)
+        self.image_combo.pick(layer)
 
     @property
     def roi_layer(self) -> napari.layers.Shapes | None:
         """The Shapes layer used as region of interest, or ``None``."""
-        uid = self.roi_combo.currentData()
-        return None if uid is None else self._layer_by_id(uid)
+        return self.roi_combo.layer
 
     def set_roi_layer(self, layer: napari.layers.Shapes | str | None) -> None:
         """Use the shapes of ``layer`` as region of interest; ``None`` for the whole plane."""
-        name = NO_ROI if layer is None else layer if isinstance(layer, str) else layer.name
-        select_text(self.roi_combo, name)
+        if layer is None:
+            self.roi_combo.pick_data(None)
+        else:
+            self.roi_combo.pick(layer)
 
     @property
     def scope(self) -> str:
@@ -304,7 +273,7 @@ class NoiseInspectorWidget(QWidget):
             meta["roi"] = roi_layer.name
         return layer, data, roi, meta
 
-    def inspect(self, *, start: bool = True, wait: bool = False) -> FunctionWorker | None:
+    def inspect(self, *, start: bool = True, wait: bool = False) -> GeneratorWorker | None:
         """Estimate the noise of the selected image in a background thread.
 
         Returns the worker (already started unless ``start=False``: tests connect to its
@@ -313,47 +282,43 @@ class NoiseInspectorWidget(QWidget):
         With ``wait=True`` (the console, scripts) the estimate runs here and now, the widget
         shows it as after a background run, and ``None`` is returned: read :attr:`report`.
         """
-        if self.worker is not None and self.worker.is_running:
-            self._show_status("An estimate is already running.")
+        if self.worker is not None and self.worker in self.workers:
+            self.set_status("An estimate is already running.")
             return None
         try:
             layer, data, roi, meta = self._gather()
         except (ValueError, TypeError) as exc:
-            self._show_error(exc, notify=True)
+            self.show_error(exc)
             return None
-        from napari.qt.threading import create_worker
-
         self.report = None
         self.last_error = None
         self._set_outputs_enabled(False)
         source = layer.unique_id
         if wait:
             try:
-                report = _estimate(data, roi)
+                report = run_to_end(_estimate(data, roi))
             except (ValueError, TypeError) as exc:
-                self._show_error(exc, notify=True)
+                self.show_error(exc)
                 return None
             self._on_returned(report, source, meta)
             return None
-        worker = create_worker(
+        self.inspect_button.setEnabled(False)
+        # determinate (0 of 1 until the estimate returns): napari's busy animation alone costs
+        # the event loop three quarters of its ticks under software OpenGL
+        self.show_progress(0, 1, "estimating the noise…")
+        where = f" plane {meta['plane']}" if "plane" in meta else ""
+        self.set_status(f"Inspecting {layer.name!r}{where}…")
+        self.worker = self.start_worker(
             _estimate,
             data,
             roi,
-            _start_thread=False,
-            _connect={
-                "returned": lambda report: self._on_returned(report, source, meta),
-                "errored": self._on_errored,
-                "finished": self._on_finished,
-            },
+            on_return=lambda report: self._on_returned(report, source, meta),
+            on_error=self._on_errored,
+            on_finish=self._on_finished,
+            layers=(layer,),
+            start=start,
         )
-        self.worker = worker
-        self.inspect_button.setEnabled(False)
-        self.progress.setVisible(True)
-        where = f" plane {meta['plane']}" if "plane" in meta else ""
-        self._show_status(f"Inspecting {layer.name!r}{where}…")
-        if start:
-            worker.start()
-        return worker
+        return self.worker
 
     run = inspect
 
@@ -377,19 +342,18 @@ class NoiseInspectorWidget(QWidget):
         self._replot()
         self._set_outputs_enabled(True)
         if report.kind == "none":
-            self._show_status(f"{name}: no noise (the image is constant).")
+            self.set_status(f"{name}: no noise (the image is constant).")
         else:
-            self._show_status(
+            self.set_status(
                 f"{name}: {report.kind.replace('_', ' ')} noise"
                 f" (confidence {report.confidence:.0%})."
             )
         self.viewer.update_console({"noise_report": report})
 
     def _on_errored(self, exc: BaseException) -> None:
-        # napari's worker already relays the exception to the notification manager
         self.report = None
         self._set_outputs_enabled(False)
-        self._show_error(exc, notify=False)
+        self.show_error(exc)
 
     def _on_finished(self) -> None:
         self.inspect_button.setEnabled(True)
@@ -430,9 +394,13 @@ class NoiseInspectorWidget(QWidget):
         """Add the report's σ map (image units) as an Image layer over the inspected image."""
         layer = self._report_layer()
         assert self.report is not None
-        return add_sigma_map_layer(
-            self.viewer, self.report.sigma_map, layer, metadata=dict(self._report_meta)
-        )
+        self.image_combo.hold += 1  # (the new σ map is selected; keep inspecting the image)
+        try:
+            return add_sigma_map_layer(
+                self.viewer, self.report.sigma_map, layer, metadata=dict(self._report_meta)
+            )
+        finally:
+            self.image_combo.hold -= 1
 
     def add_time_map_layer(self) -> napari.layers.Labels:
         """Add the time map as a paintable Labels layer (label L means t = L / levels)."""
@@ -459,21 +427,15 @@ class NoiseInspectorWidget(QWidget):
         try:
             self.add_sigma_map_layer()
         except (ValueError, TypeError) as exc:
-            self._show_error(exc, notify=True)
+            self.show_error(exc)
 
     def _on_time_map_clicked(self, *_: Any) -> None:
         try:
             self.add_time_map_layer()
         except (ValueError, TypeError) as exc:
-            self._show_error(exc, notify=True)
+            self.show_error(exc)
 
     # ------------------------------------------------------------------ status
     def _set_outputs_enabled(self, enabled: bool) -> None:
         for w in (self.sigma_map_button, self.time_map_button):
             w.setEnabled(enabled)
-
-    def _show_status(self, text: str) -> None:
-        set_status(self.status_label, text)
-
-    def _show_error(self, exc: BaseException, *, notify: bool) -> None:
-        self.last_error = set_error(self.status_label, exc, notify=notify, source="Noise inspector")

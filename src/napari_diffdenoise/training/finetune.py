@@ -112,7 +112,8 @@ class FineTuneProgress:
     base: float
     figure_name: str
     name: str
-    #: why the run stopped ("budget", "early stop", "cancelled", "diverged"), on the last record
+    #: why the run stopped ("budget", "early stop", "cancelled", "diverged", "nothing to learn":
+    #: the task said no checkpoint can beat the base), on the last record
     stopped: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
     #: on records where the validation found a new best (the base at step 0): a CPU copy of
@@ -462,6 +463,10 @@ def iter_fine_tune(
     try:
         yield record(None, lr, history[-1] if not resume else None)
         while True:
+            if math.isinf(min_gain):  # the task knows no checkpoint can beat the base: stop
+                stopped = "nothing to learn"  # (rather than spend the budget to keep it)
+                yield record(None, lr, None, stopped)
+                break
             if cancel is not None and cancel.is_set():
                 stopped = "cancelled"
                 break
