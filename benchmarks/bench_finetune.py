@@ -14,7 +14,7 @@ Sections (``--sections``):
 - ``pairs``: ``../shared/data/microscopy_pairs/``, noisy-only adaptation on each noisy frame
   alone (the clean one only scores: affine-fitted PSNR, as ``bench_denoise.py``'s pairs).
 
-    python benchmarks/bench_finetune.py --check              # everything (~25 min on 2 cores)
+    python benchmarks/bench_finetune.py --check --minutes 5.75   # everything (~15 min, 2 cores)
     python benchmarks/bench_finetune.py --sections stripes --minutes 2 --adapt 60 --out /tmp/f.md
 
 Prints markdown (and writes ``--out``, default ``docs/bench_finetune.md``); ``--check`` adds the
@@ -99,6 +99,13 @@ def _denoise(noisy: np.ndarray, model: str, **kw) -> np.ndarray:
     from napari_diffdenoise import denoise
 
     return np.asarray(denoise(noisy, model=model, output_dtype="float32", **kw), np.float64)
+
+
+def _spread(items: list, n: int) -> list:
+    """At most ``n`` items, evenly spread, the first and the last among them."""
+    if len(items) <= n:
+        return items
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
 
 
 def _spearman(history: list[dict]) -> tuple[float, int]:
@@ -212,8 +219,9 @@ def section_stripes(args) -> tuple[list[str], list[Target]]:
         "|---:|---:|---:|",
         *(
             f"| {h['step']} | {h['figure']:.3f} | {h.get('true_psnr', float('nan')):.3f} |"
-            for h in hist
+            for h in _spread(hist, 12)
         ),
+        *(["", f"({len(hist)} checkpoints: 12 shown, evenly spread.)"] if len(hist) > 12 else []),
         "",
     ]
     targets = [
@@ -269,7 +277,8 @@ def section_pairs(args) -> tuple[list[str], list[Target]]:
         rows.append(
             f"| {pname} | {affine_psnr(noisy.astype(np.float64), clean):.2f} | {before:.2f} | "
             f"{after:.2f} | {after - before:+.2f} | {info['kept_base']} | {info['steps']} | "
-            f"{wall / 60:.1f} | {val['base']:.2f} → {val['best']:.2f} | {rho:.2f} | "
+            f"{wall / 60:.1f} | {val['base']:.2f} → {val['best']:.2f} | "
+            f"{'—' if math.isnan(rho) else f'{rho:.2f}'} | "
             f"{info['data']['noise']} |"
         )
     lines = [
@@ -334,8 +343,13 @@ def main(argv: list[str] | None = None) -> int:
         "Command: `python benchmarks/bench_finetune.py " + " ".join(argv or sys.argv[1:]) + "`",
         "",
         f"Machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, device "
-        f"{args.device}; load average at start {load0[0]:.1f} (shared machine: other jobs "
-        "ran beside this one, so minute budgets bought fewer steps than on an idle one).",
+        f"{args.device}; load average at start {load0[0]:.1f}"
+        + (
+            " (other jobs ran beside this one: minute budgets bought fewer steps than on an "
+            "idle machine)."
+            if load0[0] > 1.5
+            else "."
+        ),
         "",
     ]
     body, targets, skipped = [], [], []

@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def models_dir(tmp_path, monkeypatch) -> Path:
+    """Every test saves models into its own (not yet created) folder, never the user's:
+    ``$NAPARI_DIFFDENOISE_MODELS`` = ``tmp_path / "models"``."""
+    folder = tmp_path / "models"
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``<repo>/../shared/data``; skips the test where the folder is absent (e.g. a fresh clone)."""

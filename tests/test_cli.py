@@ -10,6 +10,7 @@ import tifffile
 
 from napari_diffdenoise import add_noise, denoise, synthetic_fluorescence
 from napari_diffdenoise.cli import main
+from napari_diffdenoise.noise.timemap import load_time_map, new_time_map, save_time_map
 
 
 def _noisy_tif(tmp_path):
@@ -257,8 +258,7 @@ def _pair_folders(tmp_path, n=3):
     return tmp_path / "noisy", tmp_path / "clean"
 
 
-def test_fine_tune_on_two_folders_then_denoise_with_the_new_model(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))
+def test_fine_tune_on_two_folders_then_denoise_with_the_new_model(tmp_path, capsys):
     noisy_dir, clean_dir = _pair_folders(tmp_path)
     args = ["fine-tune", "--pairs", str(noisy_dir), str(clean_dir), "--name", "scope"]
     assert main([*args, "--steps", "3", "--seed", "0", "--batch", "2"]) == 0
@@ -278,8 +278,7 @@ def test_fine_tune_on_two_folders_then_denoise_with_the_new_model(tmp_path, monk
     assert (tmp_path / "models" / "scope.safetensors").read_bytes() == before
 
 
-def test_fine_tune_errors_exit_2_with_the_api_messages(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))
+def test_fine_tune_errors_exit_2_with_the_api_messages(tmp_path, capsys):
     noisy_dir, clean_dir = _pair_folders(tmp_path, n=2)
     (clean_dir / "frame1.tif").unlink()
     assert main(["fine-tune", "--pairs", str(noisy_dir), str(clean_dir), "--name", "x"]) == 2
@@ -291,8 +290,7 @@ def test_fine_tune_errors_exit_2_with_the_api_messages(tmp_path, monkeypatch, ca
     assert not (tmp_path / "models").exists()
 
 
-def test_fine_tune_on_a_noisy_stack_alone(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))
+def test_fine_tune_on_a_noisy_stack_alone(tmp_path, capsys):
     noisy_dir, _ = _pair_folders(tmp_path, n=3)
     stack = np.stack([tifffile.imread(p) for p in sorted(noisy_dir.glob("*.tif"))])
     tifffile.imwrite(tmp_path / "stack.tif", stack)
@@ -301,3 +299,25 @@ def test_fine_tune_on_a_noisy_stack_alone(tmp_path, monkeypatch, capsys):
     assert "'alone'" in capsys.readouterr().out
     meta = json.loads((tmp_path / "models" / "alone.json").read_text())["training"]
     assert meta["method"] == "fine-tune (noisy)" and meta["steps"] == 2
+
+
+def test_a_saved_time_map_keeps_its_sigma_scale(tmp_path):
+    """--time-map reads a map saved by the Time map widget with its own σ scale."""
+    clean = 20 + 200 * synthetic_fluorescence((64, 96), kind="cells", seed=0)
+    noisy = add_noise(clean, "gaussian", sigma=15.0, seed=1).astype(np.float32)
+    tifffile.imwrite(tmp_path / "noisy.tif", noisy)
+    # σ 15 on the right two thirds, "leave alone" on the left third; σ_max 60 (not the 255
+    # levels / the model's σ_max a plain integer map would be read with)
+    levels = new_time_map(noisy.shape, sigma=15.0, sigma_max=60.0, levels=100)
+    levels[:, :32] = 0
+    save_time_map(tmp_path / "map.tif", levels, levels=100, sigma_max=60.0, units="counts")
+
+    out = tmp_path / "out.tif"
+    assert main(["denoise", str(tmp_path / "noisy.tif"), "-o", str(out), "--time-map",
+                 str(tmp_path / "map.tif")]) == 0  # fmt: skip
+    result = tifffile.imread(out)
+    expected = denoise(noisy, time_map=load_time_map(tmp_path / "map.tif"))
+    np.testing.assert_allclose(result, expected, atol=1e-4)
+    np.testing.assert_array_equal(result[:, :32], noisy[:, :32])  # level 0: untouched
+    np.testing.assert_allclose(result, denoise(noisy, sigma=np.where(levels > 0, 15.0, 0.0)),
+                               atol=1e-4)  # fmt: skip

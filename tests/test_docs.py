@@ -1,16 +1,19 @@
 """Every Python recipe in the README and the user docs runs, in order, as a user would run it.
 
 Each Markdown file is one test: its ```python blocks run one after the other in one namespace,
-in a temporary folder holding the files the docs name (``stack.ome.zarr``, ``noisy.tif``). A
-file whose recipes use ``viewer`` (napari's console) gets a real viewer with the Poisson sample
-open, as after File > Open Sample. Recipes that train or denoise large images run with a smaller
+in a temporary folder holding the files the docs name (``stack.ome.zarr``, ``noisy.tif``); where
+a recipe shows what a ``print`` gives (``# ...`` lines right after it), the printed output must
+be exactly that. A file whose recipes use ``viewer`` (napari's console) gets a real viewer with
+the Poisson sample open, as after File > Open Sample. Recipes that train or denoise large images run with a smaller
 budget (``SHRINK``: the same code, a smaller number); a block that imports a package this
 machine lacks (a cluster's ``dask_jobqueue``, ``dask_cuda``) is skipped with the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import re
 import shutil
 import warnings
@@ -32,11 +35,24 @@ SHRINK: dict[str, list[tuple[str, str]]] = {
     "fine_tuning.md": [
         ("max_minutes=5,", "max_steps=2, settings={'patch_size': 48, 'batch_size': 2},")
     ],
+    "console.md": [("max_steps=30,", "max_steps=3,")],
 }
 
 
 def _blocks(path: Path) -> list[str]:
     return BLOCK.findall(path.read_text(encoding="utf-8"))
+
+
+def _shown_output(block: str) -> list[str]:
+    """The output a recipe shows: the ``# ...`` lines right after a line that starts with
+    ``print(``, without a trailing ``  (explanation)``."""
+    shown, after_print = [], False
+    for line in block.splitlines():
+        if after_print and line.startswith("# "):
+            shown.append(re.sub(r"\s{2,}\(.*\)$", "", line[2:]).rstrip())
+            continue
+        after_print = line.startswith("print(")
+    return shown
 
 
 def _missing_import(block: str) -> str | None:
@@ -80,9 +96,7 @@ def test_recipes_in_the_docs_run(path, tmp_path, monkeypatch, request):
         pytest.skip(f"{path.name} has no Python recipe")
     _write_files(tmp_path)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))  # not the user's
-    # models a recipe saves (fine-tuning) go to a temporary folder, never the user's
-    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(tmp_path / "models"))
+    # (models a recipe saves go to the temporary folder of conftest's models_dir fixture)
     import matplotlib.pyplot as plt
 
     plt.switch_backend("Agg")  # plt.show() in a recipe must not open a window
@@ -94,21 +108,28 @@ def test_recipes_in_the_docs_run(path, tmp_path, monkeypatch, request):
         from napari.utils.notifications import notification_manager
 
         first_notice = len(notification_manager.records)
+    shrink = SHRINK.get(path.name, [])
+    unused = [old for old, _ in shrink if not any(old in b for b in blocks)]
+    assert not unused, f"SHRINK entries that no longer match {path.name}: {unused}"
     skipped = []
     for i, block in enumerate(blocks):
-        for old, new in SHRINK.get(path.name, []):
+        for old, new in shrink:
             block = block.replace(old, new)
         missing = _missing_import(block)
         if missing is not None:
             skipped.append(f"block {i + 1} needs {missing}")
             continue
-        with warnings.catch_warnings():
+        out = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out):
             # plt.show() under the Agg backend says it cannot show; nothing else is tolerated
             warnings.filterwarnings("ignore", message=".*non-interactive.*cannot be shown")
             try:
                 exec(compile(block, f"{path.name} block {i + 1}", "exec"), namespace)
             except Exception as exc:  # the block's text in the failure message
                 raise AssertionError(f"{path.name} block {i + 1} failed:\n{block}") from exc
+        shown = _shown_output(block)
+        if shown:  # the output the doc shows is the output the recipe prints
+            assert out.getvalue().splitlines() == shown, f"{path.name} block {i + 1}"
     if "viewer" in namespace:
         # napari's "Inconsistent units across layers": a recipe (or a widget) added a layer
         # without its source's units
@@ -119,3 +140,50 @@ def test_recipes_in_the_docs_run(path, tmp_path, monkeypatch, request):
         assert not [m for m in said if "units" in m], said
     if skipped and len(skipped) == len(blocks):
         pytest.skip("; ".join(skipped))
+
+
+#: a shell line that runs the command line (after an optional `$ ` prompt)
+CLI_LINE = re.compile(r"^\s*(?:\$\s*)?napari-diffdenoise\s+(.*?)(?:\s+#.*)?$")
+
+
+def _cli_lines(path: Path) -> list[str]:
+    """Every ``napari-diffdenoise ...`` line of the doc's shell code (fenced bash, sh, console
+    or untagged blocks, and indented blocks), continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text("utf-8"))
+    lines, fence = [], None
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fence = line.strip()[3:].strip() if fence is None else None
+            continue
+        shell = fence in ("", "bash", "sh", "console") or (
+            fence is None and line.startswith("    ")
+        )
+        if shell and (match := CLI_LINE.match(line)):
+            lines.append(match.group(1))
+    return lines
+
+
+#: the docs that show command lines
+CLI_DOCS = [p for p in DOCS if _cli_lines(p)]
+
+
+def test_the_readme_and_the_fine_tuning_guide_show_command_lines():
+    assert {"README.md", "fine_tuning.md", "scaling.md"} <= {p.name for p in CLI_DOCS}
+
+
+@pytest.mark.parametrize("path", CLI_DOCS, ids=[p.name for p in CLI_DOCS])
+def test_command_lines_in_the_docs_parse(path):
+    """The CLI examples use commands and flags that exist (argparse parses each of them)."""
+    import shlex
+
+    from napari_diffdenoise.cli import build_parser
+
+    parser = build_parser()
+    lines = _cli_lines(path)
+    for line in lines:
+        try:
+            parser.parse_args(shlex.split(line))
+        except SystemExit as exc:
+            if exc.code != 0:
+                msg = f"{path.name}: `napari-diffdenoise {line}` does not parse"
+                raise AssertionError(msg) from None

@@ -162,7 +162,7 @@ def as_image(
         raise TypeError(f"{name} must be a numeric array, got {type(data).__name__}")
     arr = np.asarray(data)
     check_image_layout(arr.shape, arr.dtype, name=name, min_ndim=min_ndim)
-    if not looks_rgb(arr.shape):  # (callers refuse RGB with their own, clearer message)
+    if not looks_rgb(arr.shape):  # (an RGB image's last two axes are width and channels)
         check_plane_size(arr.shape, name=name)
     if not allow_nonfinite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))

@@ -409,18 +409,9 @@ def _cmd_fine_tune(args) -> int:
         **{k: v for k, v in (("lr", args.lr), ("batch_size", args.batch)) if v is not None}
     )
     name = _check_name(args.name, args.base)
-    noisy = None
-    if args.noisy is not None:
-        noisy = Path(args.noisy)
-        if not noisy.exists():
-            raise FileNotFoundError(f"{noisy}: no such file or directory")
-        if noisy.is_file() or noisy.suffix.lower() == ".zarr":  # a stack, read lazily
-            from .training.pairs import open_file
-
-            noisy = open_file(noisy)
     steps = iter_fine_tune(
         tuple(args.pairs) if args.pairs else None,
-        noisy=noisy,
+        noisy=args.noisy,
         base=args.base,
         name=name,
         replace=args.replace,
@@ -453,12 +444,16 @@ def _cmd_fine_tune(args) -> int:
     try:
         saved = run_to_end(steps, show)
     except KeyboardInterrupt:
+        bar.close()
+        if last is None:  # still reading the data: nothing was trained or saved
+            raise KeyboardInterrupt(
+                "interrupted before the first step; nothing was saved"
+            ) from None
         if steps.gi_frame is not None:
             steps.close()  # saves the best model so far
-        bar.close()
         raise KeyboardInterrupt(
-            f"interrupted; the best model so far is saved as {name!r} "
-            f"(continue with the same command and --resume)"
+            f"interrupted; the best model so far is saved as {name!r} (continue the run "
+            f"with the same data and --name {name} --resume)"
         ) from None
     bar.close()
     if last is not None and last.best_step == 0:

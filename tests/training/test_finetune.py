@@ -14,18 +14,11 @@ import tifffile
 
 from napari_diffdenoise import fine_tune, list_models, load_model, synthetic_fluorescence
 from napari_diffdenoise.training.finetune import checkpoint_dir, iter_fine_tune
-from napari_diffdenoise.training.pairs import read_pairs
+from napari_diffdenoise.training.pairs import PairTask, read_pairs
+from napari_diffdenoise.training.tasks import WHITE_RANGE
 
 #: small, fast runs: 48² patches, a validation every 10 steps
 FAST = {"patch_size": 48, "val_every": 10, "batch_size": 4}
-
-
-@pytest.fixture(autouse=True)
-def models_dir(tmp_path, monkeypatch):
-    """Every test saves into its own model folder, never the user's."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(folder))
-    return folder
 
 
 def _pair(seed: int, shape=(96, 96), stripes=0.08):
@@ -73,6 +66,30 @@ def test_stacks_of_equal_shape_give_their_planes_as_samples():
     clean = np.stack([p[1] for p in planes])
     data = read_pairs((noisy, clean), patch_size=48, validation_fraction=0.2)
     assert len(data.train) == 4 and len(data.val) == 1 and data.held_out
+
+
+def test_a_share_of_every_batch_replays_white_noise_at_its_exact_sigma():
+    """The pairs task keeps a given σ's meaning: some patches carry white noise whose level is
+    their time map, the others the pair's own (striped) noise and its blind estimate."""
+    data = read_pairs(_pairs(2, stripes=0.3), patch_size=48, validation_fraction=0.0)
+    task = PairTask(data, p_white=0.25, seed=3)
+    y, x0, sigma = task._patches(400)
+    noise = (y - x0)[:, 0]
+    level = sigma[:, 0, 0, 0]
+    flat = np.all(sigma[:, 0] == sigma[:, 0, :1, :1], axis=(1, 2))
+    replay = flat & (np.abs(noise.std(axis=(1, 2)) / level - 1) < 0.1)
+    assert 0.15 < replay.mean() < 0.35
+    assert np.all((level[replay] >= WHITE_RANGE[0]) & (level[replay] <= WHITE_RANGE[1]))
+    # replayed noise is white: no row or column offsets (patches are rotated: either way)
+    assert np.all(_stripes(noise[replay]) < 3 * level[replay] / np.sqrt(48))
+    # without the replay, every patch carries the pair's stripes (6x the pixel noise)
+    y, x0, sigma = PairTask(data, p_white=0.0, seed=3)._patches(100)
+    assert np.all(_stripes((y - x0)[:, 0]) > 0.1)
+
+
+def _stripes(noise: np.ndarray) -> np.ndarray:
+    """Per patch, the spread of its row means or of its column means, whichever is larger."""
+    return np.maximum(noise.mean(axis=2).std(axis=1), noise.mean(axis=1).std(axis=1))
 
 
 def test_folders_are_matched_by_file_name_and_read_lazily(tmp_path):
@@ -276,10 +293,13 @@ def test_closing_the_generator_saves_the_best_so_far(models_dir):
     steps.close()  # what a widget's worker.quit() does
     meta = json.loads((models_dir / "closed.json").read_text())["training"]
     assert meta["stopped"] == "cancelled" and meta["steps"] == 11
-    assert meta["validation"]["best_step"] in (0, 10, 11)
+    history = meta["validation"]["history"]
+    assert history[-1]["step"] == 11  # validated where it stopped
+    best = max(history, key=lambda h: h["figure"])
+    assert meta["validation"]["best_step"] == best["step"]
 
 
-def test_ctrl_c_in_the_progress_callback_saves_then_reraises(models_dir):
+def test_ctrl_c_in_the_progress_callback_saves_then_reraises():
     def progress(p):
         if p.step == 3:
             raise KeyboardInterrupt
@@ -305,6 +325,25 @@ def test_a_run_continues_from_its_checkpoint(models_dir):
         fine_tune(_pairs(3), name="never-ran", max_steps=2, resume=True, settings=FAST)
 
 
+def test_a_resumed_run_keeps_its_seed_split_and_base(models_dir):
+    """Resuming without a seed (the CLI's default: a random one) still holds out the same
+    planes, and another base is refused: figures before and after compare."""
+    stack = [_pair(i) for i in range(6)]
+    pairs = (np.stack([p[0] for p in stack]), np.stack([p[1] for p in stack]))
+    fine_tune(pairs, name="split", max_steps=3, seed=5, validation_fraction=0.3, settings=FAST)
+    first = json.loads((models_dir / "split.json").read_text())["training"]
+    with pytest.raises(ValueError, match="started from 'default'"):
+        fine_tune(pairs, name="split", base="quality", max_steps=6, resume=True, settings=FAST)
+    fine_tune(pairs, name="split", max_steps=6, validation_fraction=0.1, resume=True,
+              settings=FAST)  # fmt: skip
+    again = json.loads((models_dir / "split.json").read_text())["training"]
+    assert again["seed"] == 5 and again["steps"] == 6
+    assert (
+        again["data"]["held_out"] == first["data"]["held_out"]
+        and len(first["data"]["held_out"]) == 2
+    )
+
+
 def test_an_existing_name_is_refused_unless_replace(models_dir):
     fine_tune(_pairs(3), name="taken", max_steps=2, seed=0, settings=FAST)
     before = (
@@ -323,26 +362,57 @@ def test_an_existing_name_is_refused_unless_replace(models_dir):
         fine_tune(_pairs(3), name="../escape", max_steps=2, settings=FAST)
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MiB tmpfs, smaller than a model: a real full disk (needs root; skipped elsewhere)."""
-    mount = tmp_path / "disk"
+def _mount_tmpfs(mount, size: str):
+    """A real small disk (a tmpfs; needs root: skipped elsewhere)."""
     mount.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
     )
     if result.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", str(mount)], capture_output=True)
+    return mount
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB disk, smaller than a model."""
+    yield _mount_tmpfs(tmp_path / "disk", "2m")
+    subprocess.run(["umount", str(tmp_path / "disk")], capture_output=True)
+
+
+@pytest.fixture
+def one_model_disk(tmp_path):
+    """An 8 MiB disk: room for one bundled-size model (5 MB), not for a second."""
+    yield _mount_tmpfs(tmp_path / "disk", "8m")
+    subprocess.run(["umount", str(tmp_path / "disk")], capture_output=True)
 
 
 def test_a_full_disk_leaves_no_model_and_no_listed_entry(small_disk, monkeypatch):
     monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(small_disk))
-    with pytest.raises(OSError, match="could not save the model 'full'.*nothing was saved"):
-        fine_tune(_pairs(3), name="full", max_steps=3, seed=0, settings=FAST)
+    with pytest.warns(RuntimeWarning, match="cannot be resumed"):
+        with pytest.raises(OSError, match="could not save the model 'full'.*nothing was saved"):
+            fine_tune(_pairs(3), name="full", max_steps=3, seed=0, settings=FAST)
     assert not [p for p in small_disk.iterdir() if not p.name.startswith(".checkpoints")]
     assert "full" not in list_models()
+
+
+def test_replacing_a_model_on_a_full_disk_keeps_the_old_one(one_model_disk, monkeypatch):
+    """replace=True writes the new model beside the old one first: when that fails, the old
+    model is still there, byte for byte, and still listed."""
+    import shutil
+
+    from napari_diffdenoise.model.registry import bundled_dir
+
+    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(one_model_disk))
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(bundled_dir() / f"default{suffix}", one_model_disk / f"taken{suffix}")
+    before = {p.name: p.read_bytes() for p in one_model_disk.glob("taken.*")}
+    with pytest.warns(RuntimeWarning, match="cannot be resumed"):
+        with pytest.raises(OSError, match="'taken'.*the existing model is unchanged"):
+            fine_tune(_pairs(3), name="taken", max_steps=3, seed=0, settings=FAST, replace=True)
+    assert {p.name: p.read_bytes() for p in one_model_disk.glob("taken.*")} == before
+    assert "taken" in list_models()
+    assert not (one_model_disk / ".staging").exists()
 
 
 @pytest.mark.gpu("cuda")

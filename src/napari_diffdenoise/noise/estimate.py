@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import MIN_IMAGE_SIZE, as_image, check_int, check_not_rgb
+from .._validation import as_image, check_int, check_not_rgb
 from ..intensity import robust_range
 from .bands import band_energies, bands_for, group_median, group_noise_variance
 from .classify import classify_table, impulse_score
@@ -40,8 +40,6 @@ from .stack import parse_roi, pick_planes, plane_of
 
 __all__ = ["estimate_noise"]
 
-#: Smallest plane (both of the last two axes) that can be inspected: the package's one rule.
-MIN_SIZE = MIN_IMAGE_SIZE
 #: Patch size for planes of at least 64 pixels (smaller planes use 5 or 3).
 PATCH = 7
 #: Patch budget over all fitted planes.

@@ -22,10 +22,14 @@ carries a run on from it).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import math
+import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +64,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class FineTuneSettings(BaseModel):
-    """The optimiser and data settings of a fine-tuning run (defaults measured on stripe noise,
-    ``benchmarks/bench_finetune.py``)."""
+    """The optimiser and data settings of a fine-tuning run (defaults chosen on stripe noise
+    on the 2-core CPU, ``benchmarks/bench_finetune.py``; ``docs/design/adaptation.md``)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -75,8 +79,10 @@ class FineTuneSettings(BaseModel):
     """Steps of linear warm-up."""
     batch_size: int = Field(8, ge=1)
     """Patches per step."""
-    patch_size: int = Field(64, ge=16, multiple_of=8)
-    """Side of the square training patches (a multiple of 8, the UNet's downsampling)."""
+    patch_size: int | None = Field(None, ge=16, multiple_of=8)
+    """Side of the square training patches, a multiple of the base network's size multiple (8
+    for the bundled models); ``None``: the task's default (pairs 64, noisy-only 96, as
+    measured in ``bench_finetune.py``; smaller images use their own size)."""
     grad_clip: float = Field(1.0, ge=0.0)
     """Gradient norm clipping (0: off)."""
     val_every: int = Field(25, ge=1)
@@ -179,26 +185,21 @@ def _lr(step: int, fraction: float, s: FineTuneSettings) -> float:
     return low + 0.5 * (s.lr - low) * (1 + math.cos(math.pi * min(1.0, fraction)))
 
 
-def _make_task(pairs, noisy, validation_fraction, seed, device, settings) -> AdaptationTask:
+def _make_task(pairs, noisy, validation_fraction, seed, settings) -> AdaptationTask:
+    patch = {} if settings.patch_size is None else {"patch_size": settings.patch_size}
     if noisy is not None:
-        try:
-            from .selfsup import make_noisy_task
-        except ImportError as exc:  # pragma: no cover - until selfsup.py lands
-            raise NotImplementedError(
-                f"fine-tuning on noisy images alone is not available: {exc}"
-            ) from exc
-        return make_noisy_task(
-            noisy, validation_fraction=validation_fraction, seed=seed, device=device
-        )
+        from .selfsup import make_noisy_task
+
+        return make_noisy_task(noisy, validation_fraction=validation_fraction, seed=seed, **patch)
     from .pairs import make_pair_task
 
     return make_pair_task(
         pairs,
         validation_fraction=validation_fraction,
         seed=seed,
-        patch_size=settings.patch_size,
         time_map=settings.time_map,
         p_at_observation=settings.p_at_observation,
+        **patch,
     )
 
 
@@ -227,7 +228,9 @@ def _autocast(device: torch.device):
         return None, None
     if torch.cuda.is_bf16_supported():
         return torch.bfloat16, None
-    return torch.float16, torch.amp.GradScaler("cuda")
+    if hasattr(torch.amp, "GradScaler"):  # (torch >= 2.3)
+        return torch.float16, torch.amp.GradScaler("cuda")
+    return torch.float16, torch.cuda.amp.GradScaler()  # pragma: no cover - older torch
 
 
 def iter_fine_tune(
@@ -251,7 +254,8 @@ def iter_fine_tune(
     Same arguments as :func:`fine_tune`. Closing the generator (``.close()``, a widget's
     ``worker.quit()``), setting ``cancel`` or a ``KeyboardInterrupt`` stops the run and still
     saves the best model so far (a ``KeyboardInterrupt`` is re-raised after the save).
-    Everything is checked before the first yield; nothing is written before the first step.
+    Everything is checked before the first yield. A run stopped at any point, even at the
+    step-0 record, saves a model (the base, unchanged, when nothing was trained).
     """
     import numpy as np
     import torch
@@ -294,15 +298,35 @@ def iter_fine_tune(
             f"no checkpoint of a run named {name!r} to resume ({ckpt.parent}); "
             "start it without resume=True"
         )
+    if resume:  # the run goes on as it started: same base, seed (data split) and hold-out
+        recorded = _checkpoint_record(ckpt)
+        if base not in ("default", recorded["base"]):
+            raise ValueError(
+                f"the run {name!r} started from {recorded['base']!r}, not {base!r}: resume it "
+                "without base= (its own base is used)"
+            )
+        base, seed = recorded["base"], int(recorded["seed"])
+        validation_fraction = float(recorded.get("validation_fraction", validation_fraction))
     # a resumed run replaces the model it saved itself
     if _model_exists(name) and not (replace or resume):
         _refuse_existing(name)
     dev = resolve_device(device)
     base_path, _ = model_path(base)
     net, info = load_weights(base_path)
-    net = net.to(dev).train()
-    task = _make_task(pairs, noisy, validation_fraction, seed, dev, settings)
+    multiple = int(info.architecture.multiple)
+    if settings.patch_size is not None and settings.patch_size % multiple:
+        raise ValueError(
+            f"patch_size {settings.patch_size} is not a multiple of {multiple}, the size "
+            f"multiple of the base model {base!r}"
+        )
+    net = net.to(dev).eval()
+    task = _make_task(pairs, noisy, validation_fraction, seed, settings)
     task.sigma_max = float(info.sigma_max)
+    prepare = getattr(task, "prepare", None)
+    if prepare is not None:  # (before a checkpoint replaces the base weights)
+        with torch.no_grad():
+            prepare(net, dev)
+    net.train()
 
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -320,7 +344,6 @@ def iter_fine_tune(
         step, elapsed_before = int(meta["step"]), float(meta["elapsed_s"])
         base_figure, best, best_step = meta["base_figure"], meta["best"], int(meta["best_step"])
         history = list(meta.get("history", []))
-        seed = int(meta.get("seed", seed))
     else:
         base_figures = _validate(task, net, dev)
         base_figure = best = _figure(base_figures)
@@ -359,7 +382,7 @@ def iter_fine_tune(
             figure_name=task.figure_name,
             name=name,
             stopped=stopped,
-            history=history,
+            history=list(history),  # (a copy: the loop goes on appending to its own)
             best_weights=(
                 {k: v.detach().to("cpu", copy=True) for k, v in best_net.state_dict().items()}
                 if val is not None and best_step == step
@@ -395,11 +418,12 @@ def iter_fine_tune(
                 "best_step": best_step,
                 "history": history,
                 "seed": seed,
+                "validation_fraction": validation_fraction,
                 "settings": settings.model_dump(),
             },
         )
 
-    def save(stopped: str) -> None:
+    def save(stopped: str, resumable: bool) -> None:
         kept_base = best_step == 0
         if kept_base and not resume:
             weights = load_weights(base_path)[0]  # unchanged, bit for bit
@@ -441,9 +465,20 @@ def iter_fine_tune(
             sigma_max=info.sigma_max,
             normalisation=info.normalisation,
             training=training,
-            description=f"{base} fine-tuned on {task.kind} ({step} steps): {what}",
+            description=f"{Path(str(base)).name} fine-tuned on {task.kind} ({step} steps): {what}",
         )
-        _save_model(weights, name, out, replace or resume, save_model)
+        _save_model(weights, name, out, replace or resume, save_model, resumable)
+
+    def finish(stopped: str) -> None:
+        """The checkpoint first (so that a failed save can be resumed), then the model."""
+        resumable = step > 0
+        if resumable:
+            try:
+                write_checkpoint()
+            except OSError as exc:
+                resumable = False
+                warnings.warn(f"{exc}: the run cannot be resumed", RuntimeWarning, stacklevel=3)
+        save(stopped, resumable)
 
     def judge_last() -> None:
         """Validate the weights of the steps since the last validation (a stopped run)."""
@@ -476,8 +511,8 @@ def iter_fine_tune(
             lr = _lr(step, fraction(), settings)
             for group in opt.param_groups:
                 group["lr"] = lr
-            with torch.autocast(
-                dev.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)
+            with (
+                torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
             ):
                 loss = task.loss(net, settings.batch_size, generator, dev)
             opt.zero_grad(set_to_none=True)
@@ -521,9 +556,7 @@ def iter_fine_tune(
                 break
     except (GeneratorExit, KeyboardInterrupt) as exc:
         judge_last()
-        save("cancelled")
-        if step > 0:
-            write_checkpoint()
+        finish("cancelled")
         if isinstance(exc, KeyboardInterrupt):
             raise KeyboardInterrupt(
                 f"interrupted; the best model so far is saved as {name!r} (continue the run "
@@ -531,16 +564,36 @@ def iter_fine_tune(
             ) from None
         return name
     judge_last()
-    save(stopped or "budget")
-    if step > 0:
-        write_checkpoint()
+    finish(stopped or "budget")
     return name
 
 
-def _save_model(weights, name: str, info, replace: bool, save_model) -> None:
-    """Write ``<name>.safetensors`` then ``<name>.json`` (the JSON last: a model is listed only
-    once both are complete). ``replace`` first removes the old JSON, so a failure in between
-    leaves no listed model that does not load; a failure removes what this call wrote."""
+def _checkpoint_record(ckpt: Path) -> dict[str, Any]:
+    """The JSON record of a run's checkpoint (base, seed, hold-out), checked."""
+    path = ckpt.with_suffix(".json")
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or "base" not in record or "seed" not in record:
+            raise ValueError("no base or seed recorded")
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"the checkpoint {path} is unreadable ({exc}); start the run again without resume=True"
+        ) from exc
+    return record
+
+
+def _save_model(
+    weights, name: str, info, replace: bool, save_model, resumable: bool = False
+) -> None:
+    """Write the model beside the user's models, then swap it in.
+
+    The weights and JSON are first written (each atomically) into the hidden ``.staging/``
+    folder of the model folder; only when both are complete is the old JSON removed (the old
+    model is then no longer listed), the weights moved in, and the JSON moved in last (a model
+    is listed only once both are in place). A failure while writing (a full disk) leaves the
+    existing model, if any, untouched and nothing half-written."""
+    import shutil
+
     from safetensors import SafetensorError
 
     from ..model.registry import user_models_dir
@@ -548,21 +601,31 @@ def _save_model(weights, name: str, info, replace: bool, save_model) -> None:
     folder = user_models_dir()
     target = folder / f"{name}.safetensors"
     meta = target.with_suffix(".json")
-    existed = target.exists() or meta.exists()
-    if existed and not replace:
+    if (target.exists() or meta.exists()) and not replace:
         _refuse_existing(name)
-    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / ".staging" / f"{name}-{os.getpid()}"
     try:
-        if existed:
-            meta.unlink(missing_ok=True)
-        save_model(weights, target, info)
-    except (OSError, SafetensorError) as exc:  # (safetensors' own error for a full disk)
+        staging.mkdir(parents=True, exist_ok=True)
+        new_weights = save_model(weights, staging / target.name, info)
         meta.unlink(missing_ok=True)
-        target.unlink(missing_ok=True)
+        os.replace(new_weights, target)
+        os.replace(new_weights.with_suffix(".json"), meta)
+    except (OSError, SafetensorError) as exc:  # (safetensors' own error for a full disk)
         raise OSError(
-            f"could not save the model {name!r} in {folder}: {exc}; nothing was saved (the run's "
-            f"checkpoint is kept: free some space and continue it with resume=True)"
+            f"could not save the model {name!r} in {folder}: {exc}; "
+            + ("the existing model is unchanged" if target.exists() else "nothing was saved")
+            + (
+                " (the run's checkpoint is kept: free some space and continue it with resume=True)"
+                if resumable
+                else ""
+            )
         ) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            staging.parent.rmdir()  # (only when empty: another run may be saving)
+        except OSError:
+            pass
 
 
 def fine_tune(
@@ -616,8 +679,9 @@ def fine_tune(
         Called with a :class:`FineTuneProgress` after every step (step 0: the base model's
         validation figure).
     resume
-        Carry on the run of this ``name`` from its checkpoint (same data and kind; pass a
-        larger budget to extend a finished run).
+        Carry on the run of this ``name`` from its checkpoint: pass the same data (and kind);
+        the base model, seed and validation split are the checkpoint's. Pass a larger budget
+        to extend a finished run.
     cancel
         A ``threading.Event``: set it to stop the run; the best model so far is saved.
     settings

@@ -36,6 +36,7 @@ import numpy as np
 from .._validation import check_image_layout, is_layer, layer_data, looks_rgb
 from ..intensity import SIGMA_MAX, IntensityRange, robust_range
 from ..noise.stack import pick_planes
+from .tasks import P_WHITE, WHITE_RANGE
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -104,13 +105,9 @@ def open_file(path: Path) -> Any:
         if all(np.array_equal(channels[0], c) for c in channels[1:]):
             return channels[0]  # grey stored as RGB
         raise ValueError(
-            f"{path} is a colour (RGB) image; pairs must be single-channel: save one channel"
+            f"{path} is a colour (RGB) image; images must be single-channel: save one channel"
         )
     return image
-
-
-#: the earlier private name (``selfsup`` imports it)
-_open_file = open_file
 
 
 def _folder_entries(folder: Path, role: str) -> dict[str, Path]:
@@ -369,6 +366,8 @@ class PairSet:
             "shapes": [list(p.shape) for p in self.pairs][:20],
             "training_planes": len(self.train),
             "validation_planes": len(self.val) if self.held_out else 0,
+            # (pair, plane) of the held-out planes (a resumed run holds out the same)
+            "held_out": [[int(i), int(k)] for i, k in self.val][:50] if self.held_out else [],
             "validation": (
                 "bottom rows held out"
                 if self.split_rows
@@ -388,8 +387,11 @@ class PairTask:
 
     Loss: Charbonnier between the network's ``x0`` estimate and the clean patch, on points of
     the straight path from clean (t = 0) to noisy (t = τ_y) as in training (``method.md``), with
-    extra mass at ``t = τ_y`` (the direct sampler's only step). Validation: PSNR (normalised
-    units, range 1) of the direct sampler on fixed held-out crops.
+    extra mass at ``t = τ_y`` (the direct sampler's only step). A share ``p_white`` of every
+    batch replaces the pair's noise by white Gaussian noise at its exact time on the same clean
+    patch (as the noisy-only task), so a given or painted σ keeps its meaning after the model
+    has learnt the pairs' noise. Validation: PSNR (normalised units, range 1) of the direct
+    sampler on fixed held-out crops of the real pairs.
     """
 
     kind = "pairs"
@@ -401,6 +403,7 @@ class PairTask:
         *,
         time_map: str = "estimate",
         p_at_observation: float = 0.5,
+        p_white: float = P_WHITE,
         seed: int = 0,
     ) -> None:
         if time_map not in TIME_MAPS:
@@ -408,6 +411,9 @@ class PairTask:
         self.data = data
         self.time_map = time_map
         self.p_at_observation = p_at_observation
+        if not 0.0 <= p_white < 1.0:
+            raise ValueError(f"p_white must be in [0, 1), got {p_white}")
+        self.p_white = float(p_white)
         self.sigma_max = SIGMA_MAX
         self.rng = np.random.default_rng(seed + 1)
         self._cache: OrderedDict[tuple[int, int], tuple[np.ndarray, ...]] = OrderedDict()
@@ -439,7 +445,11 @@ class PairTask:
         return entry
 
     def summary(self) -> dict[str, Any]:
-        out = {"kind": self.kind, "method": "supervised fine-tune on noisy/clean pairs"}
+        out = {
+            "kind": self.kind,
+            "method": "supervised fine-tune on noisy/clean pairs",
+            "white_replay": self.p_white,
+        }
         out.update(self.data.summary())
         out["time_map"] = (
             "blind estimate of the noisy image (as at inference)"
@@ -464,6 +474,10 @@ class PairTask:
             for a, arr in enumerate((y, x0, sigma)):
                 crop = np.rot90(arr[r : r + p, c : c + p], rot)
                 out[a, j, 0] = crop[:, ::-1] if flip else crop
+            if self.rng.random() < self.p_white:  # replay: white noise at its exact time
+                level = self.rng.uniform(*WHITE_RANGE)
+                out[0, j, 0] = out[1, j, 0] + level * self.rng.standard_normal((p, p))
+                out[2, j, 0] = level
         return out[0], out[1], out[2]
 
     def loss(self, model, batch_size, generator, device) -> torch.Tensor:
@@ -538,10 +552,13 @@ def make_pair_task(
     patch_size: int = 64,
     time_map: str = "estimate",
     p_at_observation: float = 0.8,
+    p_white: float = P_WHITE,
 ) -> PairTask:
     """The supervised :class:`PairTask` for ``pairs`` (checked here: ``ValueError`` /
     ``FileNotFoundError`` naming the pair and what to do)."""
     data = read_pairs(
         pairs, patch_size=patch_size, validation_fraction=validation_fraction, seed=seed
     )
-    return PairTask(data, time_map=time_map, p_at_observation=p_at_observation, seed=seed)
+    return PairTask(
+        data, time_map=time_map, p_at_observation=p_at_observation, p_white=p_white, seed=seed
+    )

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._validation import looks_rgb
+from .tasks import P_WHITE, WHITE_RANGE
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -45,16 +46,10 @@ __all__ = ["NoisyOnlyTask", "make_noisy_task", "sure_mse"]
 PATCH = 96
 #: smallest image side that a patch is cut from
 MIN_SIDE = 32
-#: share of every batch trained on white Gaussian noise at its exact time (keeps σ's meaning)
-P_WHITE = 0.25
-#: white replay noise levels (normalised units)
-WHITE_RANGE = (0.01, 0.15)
 #: validation images are centre-cropped to at most this side (SURE costs three passes)
 VAL_SIDE = 256
 #: relative size of the SURE probe (a share of the noise itself)
 PROBE = 0.01
-#: pixels of reflection padding around every whole-image network pass (as the engine)
-PAD = 8
 #: pixels of the planes prepared at most, beyond MIN_PLANES planes (a big stack: planes evenly
 #: spread over it)
 MAX_PIXELS = 1 << 22
@@ -85,15 +80,21 @@ def _sources(images: Any) -> list[tuple[Any, str]]:
     from pathlib import Path
 
     from .._validation import check_image_layout, is_layer, layer_data
-    from .pairs import _folder_entries, _open_file
+    from .pairs import _folder_entries, open_file
 
     if images is None:
         raise ValueError("no data: pass noisy= images (arrays, layers, a folder or a stack)")
     if isinstance(images, (str, os.PathLike)):
-        entries = _folder_entries(Path(images), "noisy")
-        if not entries:
-            raise ValueError(f"the noisy folder {images} holds no images")
-        items = [(_open_file(p), name) for name, p in entries.items()]
+        path = Path(images)
+        if not path.exists():
+            raise FileNotFoundError(f"noisy images: {path} does not exist")
+        if path.is_file() or path.suffix.lower() == ".zarr":  # one stack, read lazily
+            items = [(open_file(path), path.name)]
+        else:
+            entries = _folder_entries(path, "noisy")
+            if not entries:
+                raise ValueError(f"the noisy folder {images} holds no images")
+            items = [(open_file(p), name) for name, p in entries.items()]
     elif is_layer(images) or hasattr(images, "shape"):
         items = [(layer_data(images), getattr(images, "name", "image"))]
     elif isinstance(images, (list, tuple)):
@@ -136,16 +137,13 @@ def _read_plane(arr: Any, k: int, label: str) -> np.ndarray:
 
 
 def _run(model, y: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """One direct pass of ``model`` over whole images ``(B, 1, H, W)`` (reflection-padded to the
-    network's multiple, as the engine's tiles are)."""
-    import torch.nn.functional as F
+    """One direct pass of ``model`` over whole images ``(B, 1, H, W)``, padded to the network's
+    size multiple as the engine pads its tiles."""
+    from ..engine.network import PAD, _padded
 
-    multiple = 8
     h, w = y.shape[-2:]
-    ph = (-(h + 2 * PAD)) % multiple + PAD
-    pw = (-(w + 2 * PAD)) % multiple + PAD
-    yp = F.pad(y, (PAD, pw, PAD, ph), mode="reflect")
-    tp = F.pad(tau, (PAD, pw, PAD, ph), mode="reflect")
+    multiple = int(getattr(getattr(model, "config", None), "multiple", 8))
+    yp, tp = (_padded(t, h, w, multiple) for t in (y, tau))
     out = model(yp, yp, tp)
     return out[..., PAD : PAD + h, PAD : PAD + w]
 
@@ -221,8 +219,7 @@ class NoisyOnlyTask:
         *,
         validation_fraction: float = 0.1,
         seed: int | None = 0,
-        device: Any = "cpu",
-        patch: int = PATCH,
+        patch_size: int = PATCH,
         p_white: float = P_WHITE,
         max_pixels: int = MAX_PIXELS,
         references: list[Any] | None = None,
@@ -236,9 +233,9 @@ class NoisyOnlyTask:
             raise ValueError(f"p_white must lie in [0, 1], got {p_white}")
         self.sigma_max = SIGMA_MAX  # the loop sets the base model's
         self.seed = 0 if seed is None else int(seed)
-        self.device = device
         self.p_white = float(p_white)
-        self.patch = int(patch)
+        self.patch = int(patch_size)
+        self.multiple = 8  # the base network's size multiple (prepare() reads it)
         sources = _sources(images)
         planes = [
             (arr, int(k), label)
@@ -265,10 +262,14 @@ class NoisyOnlyTask:
             if h - val_rows >= min(self.patch, MIN_SIDE):
                 item.train_rows = h - val_rows
             self.train_ids, self.val_ids = list(range(n)), [int(order[0])]
+        elif n_val == 0:  # nothing held out: the figure is computed on the training planes
+            self.train_ids = self.val_ids = list(range(n))
         else:
             self.val_ids = sorted(int(i) for i in order[:n_val])
             self.train_ids = sorted(int(i) for i in order[n_val:])
-        self.held_out = not self.split_rows or self.images[0].train_rows < self.images[0].y.shape[0]
+        self.held_out = n_val > 0 and (
+            not self.split_rows or self.images[0].train_rows < self.images[0].y.shape[0]
+        )
         #: the figure gain a checkpoint needs over the base (the loop reads it): none where
         #: the fit found stripes; infinite (the base is kept) where it found plain pixel noise,
         #: which the bundled model was trained on and where SURE was measured not to track
@@ -311,15 +312,18 @@ class NoisyOnlyTask:
             train_rows=plane.shape[0],
         )
 
-    def _pseudo_clean(self, model, device) -> None:
-        """The base model's estimate of every destriped plane, at the fitted pixel-noise level
-        (once, with the model of the first call: the run's starting point)."""
+    def prepare(self, model, device) -> None:
+        """The pseudo-clean targets: the base model's estimate of every destriped plane, at the
+        fitted pixel-noise level (the loop calls this once with the base model, before a
+        resumed run loads its checkpoint; ``loss``/``validate`` call it with the model they
+        are given if nobody did)."""
         import torch
 
         from .noisemodel import destripe
 
         if self.images[0].clean is not None:
             return
+        self.multiple = int(getattr(getattr(model, "config", None), "multiple", 8))
         with torch.no_grad():
             for item in self.images:
                 noise, intensity = item.noise, item.intensity
@@ -384,7 +388,9 @@ class NoisyOnlyTask:
             "planes": len(self.images),
             "training_planes": len(self.train_ids),
             "validation": (
-                ("bottom rows held out" if self.held_out else "training data (no hold-out)")
+                "training data (no hold-out)"
+                if not self.held_out
+                else "bottom rows held out"
                 if self.split_rows
                 else f"{len(self.val_ids)} held-out planes"
             ),
@@ -404,7 +410,7 @@ class NoisyOnlyTask:
     def _batch(self, batch_size: int, rng: np.random.Generator):
         x0s, ys, taus = [], [], []
         sizes = [min(self.images[i].train_rows, self.images[i].y.shape[1]) for i in self.train_ids]
-        p = min(self.patch, min(sizes) // 8 * 8)
+        p = min(self.patch, min(sizes) // self.multiple * self.multiple)
         for _ in range(int(batch_size)):
             item = self.images[self.train_ids[rng.integers(len(self.train_ids))]]
             assert item.clean is not None
@@ -436,7 +442,7 @@ class NoisyOnlyTask:
 
         from ..diffusion.forward import sample_train_time, straight_path
 
-        self._pseudo_clean(model, device)
+        self.prepare(model, device)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         x0, y, tau = (
             torch.from_numpy(a).to(device)
@@ -451,13 +457,14 @@ class NoisyOnlyTask:
     def validate(self, model, device) -> dict[str, float]:
         """SURE PSNR (dB, normalised units) of ``model``'s one-step estimate on the held-out
         noisy windows, as ``{"figure": ..., "sure_mse": ...}``."""
-        self._pseudo_clean(model, device)
+        self.prepare(model, device)
         mses = [
             sure_mse(model, y.to(device), tau.to(device), probe.to(device), trace)
             for y, tau, probe, trace in self._validation()
         ]
-        psnrs = [10.0 * math.log10(1.0 / max(m, 1e-10)) for m in mses]
-        out = {"figure": float(np.mean(psnrs)), "sure_mse": float(np.mean(mses))}
+        mse = float(np.mean(mses))  # (one PSNR of the mean: a window whose estimate is near
+        # or below zero cannot pin the figure, as a mean of per-window PSNRs would let it)
+        out = {"figure": 10.0 * math.log10(1.0 / max(mse, 1e-10)), "sure_mse": mse}
         if self._references is not None:
             out["true_psnr"] = self._true_psnr(model, device)
         return out
@@ -484,7 +491,6 @@ def make_noisy_task(
     *,
     validation_fraction: float = 0.1,
     seed: int | None = 0,
-    device: Any = "cpu",
     **options: Any,
 ) -> NoisyOnlyTask:
     """The noisy-only adaptation task for ``images``: 2D or nD arrays (planes are samples),
@@ -494,6 +500,4 @@ def make_noisy_task(
     ``references=`` for a benchmark) is returned as it is."""
     if isinstance(images, NoisyOnlyTask):
         return images
-    return NoisyOnlyTask(
-        images, validation_fraction=validation_fraction, seed=seed, device=device, **options
-    )
+    return NoisyOnlyTask(images, validation_fraction=validation_fraction, seed=seed, **options)

@@ -6,8 +6,8 @@ it trains *on* is an :class:`AdaptationTask`:
 
 - ``kind="pairs"``: noisy/clean pairs, supervised (:class:`~.pairs.PairTask`, built by
   :func:`~.pairs.make_pair_task`);
-- ``kind="noisy"``: noisy images alone, self-supervised (``NoisyTask`` in ``selfsup.py``, built
-  by ``make_noisy_task``).
+- ``kind="noisy"``: noisy images alone, self-supervised (:class:`~.selfsup.NoisyOnlyTask`,
+  built by :func:`~.selfsup.make_noisy_task`).
 
 Contract (what the loop does, what a task must do):
 
@@ -17,7 +17,10 @@ Contract (what the loop does, what a task must do):
 - Images reach the network normalised exactly as the inference engine normalises them
   (``intensity.robust_range`` per image or stack, ``engine.plan``), with time maps in units of
   the model's ``σ_max`` (``task.sigma_max``, which the loop sets from the base model before the
-  first call; see :data:`SIGMA_MAX_ATTRIBUTE`).
+  first call).
+- Optional method ``prepare(model, device)``: called once with the *base* model (eval mode, no
+  gradients) before anything else, also when a run resumes from a checkpoint; a task that
+  derives targets from the base model (noisy-only: pseudo-clean images) does it here.
 - :meth:`AdaptationTask.loss` is called with the model in train mode, inside the loop's autocast
   context (bfloat16/float16 on CUDA, none on the CPU); it returns a scalar float32 tensor on
   ``device`` that the loop back-propagates. Compute the loss in float32 (``pred.float()``).
@@ -47,21 +50,22 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["AdaptationTask", "NoisyTaskFactory", "SIGMA_MAX_ATTRIBUTE", "KINDS"]
+__all__ = ["AdaptationTask", "P_WHITE", "WHITE_RANGE"]
 
-#: the values of :attr:`AdaptationTask.kind`
-KINDS = ("pairs", "noisy")
-
-#: the attribute the loop sets on a task to the base model's σ_max (normalised units) before
-#: the first ``loss``/``validate`` call; a task uses it to turn noise levels into times
-SIGMA_MAX_ATTRIBUTE = "sigma_max"
+#: share of every training batch, in both tasks, trained on white Gaussian noise at its exact
+#: time on the same clean patch ("white replay"): the adapted model keeps what a given or
+#: painted σ means (measured in ``docs/design/adaptation.md``)
+P_WHITE = 0.25
+#: the white replay's noise levels (normalised units)
+WHITE_RANGE = (0.01, 0.15)
 
 
 @runtime_checkable
 class AdaptationTask(Protocol):
     """Training data and objective of one fine-tuning run (see the module docstring)."""
 
-    #: ``"pairs"`` (supervised) or ``"noisy"`` (self-supervised)
+    #: ``"pairs"`` (supervised) or ``"noisy"`` (self-supervised); a resumed run must be of the
+    #: checkpoint's kind
     kind: str
     #: what ``validate()["figure"]`` is, e.g. ``"PSNR (dB)"``; higher is better
     figure_name: str
@@ -85,21 +89,3 @@ class AdaptationTask(Protocol):
     def validate(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
         """Figures on the held-out data; ``"figure"`` (higher is better) is required."""
         ...
-
-
-class NoisyTaskFactory(Protocol):
-    """The signature of ``selfsup.make_noisy_task``, which :func:`fine_tune` calls for ``noisy=``.
-
-    ``images``: what the user passed as ``noisy`` (arrays, napari layers, a folder, an nD stack;
-    the factory reads and checks it). ``validation_fraction``: share of the data held out for
-    :meth:`AdaptationTask.validate`. ``seed``: an int. ``device``: a ``torch.device``.
-    """
-
-    def __call__(
-        self,
-        images: Any,
-        *,
-        validation_fraction: float,
-        seed: int,
-        device: torch.device,
-    ) -> AdaptationTask: ...
