@@ -237,13 +237,13 @@ def test_stochastic_run_adds_uncertainty(qtbot, viewer, widget):
     assert unc.data.shape == noisy.shape and float(unc.data.mean()) > 0
 
 
-def test_bad_input_shows_error_and_notifies(viewer, widget, monkeypatch):
-    import napari.utils.notifications as notifications
+def test_bad_input_shows_error_and_notifies(viewer, widget):
+    from napari.utils.notifications import notification_manager
 
-    shown = []
-    monkeypatch.setattr(notifications, "show_error", shown.append)  # (records the notification)
     assert widget.run() is None  # no image at all
-    assert "no image" in widget.last_error and shown and "Denoiser" in shown[-1]
+    assert "no image" in widget.last_error
+    assert "Denoiser" in notification_manager.records[-1].message
+    assert "no image" in notification_manager.records[-1].message
     viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="rgb", rgb=True)
     assert widget.image_combo.count() == 0  # RGB layers are not offered
     with pytest.raises(ValueError, match="RGB"):
@@ -533,3 +533,55 @@ def test_slice_result_is_named_after_the_axis_label(qtbot, viewer, widget):
     widget.set_parameters(scope="slice")
     _run(qtbot, widget)
     assert "cells denoised (z 1)" in viewer.layers
+
+
+# ---------------------------------------------------------------------- review fixes
+def test_the_preview_of_another_image_takes_that_images_name_and_placement(qtbot, viewer, widget):
+    _, a = _noisy(shape=(48, 48), seed=1)
+    _, b = _noisy(shape=(40, 40), seed=2)
+    viewer.add_image(a, name="a", scale=(0.5, 0.5), units=("µm", "µm"), contrast_limits=(0, 100))
+    widget.set_noise_source(20.0)
+    _run(qtbot, widget, widget.preview)
+    first = widget.preview_layer
+    assert first.name == "a preview" and tuple(first.scale) == (0.5, 0.5)
+    first.contrast_limits = (10, 90)  # the user's contrast is kept while it previews "a"
+    _run(qtbot, widget, widget.preview)
+    assert widget.preview_layer is first and tuple(first.contrast_limits) == (10, 90)
+
+    viewer.add_image(b, name="b", scale=(2.0, 2.0), contrast_limits=(5, 250))
+    widget.set_image_layer("b")
+    _run(qtbot, widget, widget.preview)
+    preview = widget.preview_layer
+    assert preview.name == "b preview" and "a preview" not in viewer.layers
+    assert tuple(preview.scale) == (2.0, 2.0)
+    assert [str(u) for u in preview.units] == ["pixel", "pixel"]
+    assert tuple(preview.contrast_limits) == (5.0, 250.0)
+    np.testing.assert_allclose(preview.data, denoise(b, sigma=20.0), atol=1e-4)
+
+
+def test_a_preview_waits_for_a_running_job(qtbot, viewer, widget):
+    viewer.add_image(_stack(), name="st")
+    widget.set_noise_source(20.0)
+    worker = widget.run(start=False)
+    assert worker is not None
+    assert widget.preview() is None
+    assert "run is going" in widget.status_label.text()
+    worker.yielded.connect(lambda progress: widget.cancel())
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+
+
+def test_a_fresh_seed_and_a_slice_are_recorded_so_the_run_is_reproduced(qtbot, viewer, widget):
+    stack = _stack()
+    layer = viewer.add_image(stack, name="st")
+    viewer.dims.set_current_step(0, 1)
+    widget.set_noise_source(20.0)
+    widget.set_parameters(sampler="indi", steps=2, eta=0.5, samples=1, seed=-1, scope="slice")
+    _run(qtbot, widget)
+    out = viewer.layers["st denoised (slice 1)"]
+    meta = out.metadata[KEY]
+    seed = meta["parameters"]["seed"]
+    assert isinstance(seed, int) and seed >= 0  # the seed drawn, not None
+    plane = tuple(meta["plane"])
+    again = denoise(layer.data[plane], **meta["parameters"])  # as the module docstring says
+    np.testing.assert_array_equal(again, out.data[0])

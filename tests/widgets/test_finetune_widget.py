@@ -18,14 +18,6 @@ KEY = "napari_diffdenoise"
 TINY = {"patch_size": 48, "batch_size": 2, "val_every": 3, "warmup_steps": 2}
 
 
-@pytest.fixture(autouse=True)
-def models_dir(tmp_path, monkeypatch):
-    """Every test saves into its own model folder, never the user's."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv("NAPARI_DIFFDENOISE_MODELS", str(folder))
-    return folder
-
-
 @pytest.fixture
 def viewer(make_napari_viewer):
     return make_napari_viewer()
@@ -140,6 +132,17 @@ def test_a_pairs_run_plots_previews_saves_and_lists_the_model_in_the_denoiser(
     crop = noisy[(*plane, slice(0, 24), slice(0, 32))]
     np.testing.assert_allclose(after.data[0], denoise(crop, model="widget-tiny"), atol=1e-4)
     np.testing.assert_allclose(before.data[0], denoise(crop, model="default"), atol=1e-4)
+    # after the run no network is kept: the saved model is previewed by its name
+    assert widget._best == "widget-tiny" and widget._base == "default"
+    # the previewed image removed: its preview is cancelled
+    worker = widget.preview(start=False)
+    assert worker is not None
+    viewer.layers.remove("noisy")
+    assert widget.cancelled(worker) == ("layer 'noisy' was removed", 0)
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    widget.shutdown()
+    assert widget._best is None and widget._base is None
     _no_leaked_threads(qtbot)
 
 
@@ -171,10 +174,6 @@ def test_stop_mid_run_saves_the_best_model_so_far(qtbot, viewer, widget, models_
 
 
 def test_a_noisy_layers_only_run_uses_the_self_supervised_figure(qtbot, viewer, widget, models_dir):
-    try:
-        from napari_diffdenoise.training.selfsup import make_noisy_task  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - until the noisy-only path lands
-        pytest.skip(f"noisy-only adaptation is not available: {exc}")
     noisy, _ = _pairs(2, seed=5)
     viewer.add_image(noisy[0], name="a")
     viewer.add_image(noisy[1], name="b")
@@ -223,6 +222,13 @@ def test_folder_modes_give_folders_to_fine_tune(viewer, widget, tmp_path):
     assert kwargs["max_minutes"] == 2.0 and "max_steps" not in kwargs
     widget.set_parameters(mode="noisy_folder", noisy=tmp_path / "noisy", max_steps=40)
     assert not widget.clean_folder.isVisibleTo(widget)
+    # "the training image" is no image to preview on here: the run copies no weights for it
+    assert widget.preview_image is None and widget._snapshots["on"] is False
+    viewer.add_image(noisy[0], name="shown")
+    widget.set_parameters(preview="shown")
+    assert widget._snapshots["on"] is True
+    widget.set_parameters(preview="auto")
+    assert widget._snapshots["on"] is False
     kwargs = widget.parameters()
     assert kwargs["noisy"] == str(tmp_path / "noisy") and kwargs["max_steps"] == 40
     assert "pairs" not in kwargs

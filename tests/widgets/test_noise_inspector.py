@@ -426,3 +426,25 @@ def test_one_minimum_size_one_message(call):
     }[call]
     with pytest.raises(ValueError, match=r"at least 8 × 8 pixels, got shape \(4, 64\)"):
         run()
+
+
+def test_sigma_and_time_maps_keep_the_image_axes(viewer, inspector):
+    """The σ map and the time map sit on the image's last axes with its axis labels too."""
+    stack = np.stack(
+        [add_noise(clean_image((64, 64)), "gaussian", sigma=8.0, seed=s) for s in (1, 2)]
+    )
+    viewer.add_image(
+        stack,
+        name="st",
+        scale=(3.0, 0.5, 0.5),
+        units=("s", "µm", "µm"),
+        axis_labels=("t", "y", "x"),
+    )
+    inspector.inspect(wait=True)
+    smap = inspector.add_sigma_map_layer()
+    tmap = inspector.add_time_map_layer()
+    for layer in (smap, tmap):
+        assert tuple(layer.axis_labels) == ("y", "x")
+        assert tuple(layer.scale) == (0.5, 0.5)
+        assert [str(u) for u in layer.units] == ["micrometer", "micrometer"]
+    assert smap.metadata["napari_diffdenoise"]["role"] == "sigma_map"

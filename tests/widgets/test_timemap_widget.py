@@ -100,6 +100,7 @@ def test_new_maps_for_a_stack_constant_and_estimate(qtbot, viewer, widget):
     sigma = levels_to_time_map(est.data, info["levels"]) * info["sigma_max"]
     assert np.median(sigma) == pytest.approx(20.0, rel=0.2)  # the noise added
     assert widget.time_map_layer == est
+    widget.wait()  # (the worker ends just after the map is added)
     with qtbot.waitSignal(widget.time_map_added, timeout=TIMEOUT_MS) as added:
         widget.new_time_map("estimate", extent="stack")
     assert added.args[0].data.shape == stack.shape
@@ -113,6 +114,7 @@ def test_tools_smooth_scale_reset_save_load(qtbot, viewer, widget, tmp_path):
         widget.new_time_map("estimate")
     layer = added.args[0]
     estimate = layer.data.copy()
+    widget.wait()  # (the worker ends just after the map is added)
 
     # scale by 2, then undo with napari's own history
     widget.scale(2.0)
@@ -123,7 +125,8 @@ def test_tools_smooth_scale_reset_save_load(qtbot, viewer, widget, tmp_path):
     # paint a square, smooth (the blank corner stays "leave alone")
     layer.data_setitem(tuple(np.mgrid[20:30, 20:30].reshape(2, -1)), 200)
     layer.data_setitem(tuple(np.mgrid[0:10, 0:10].reshape(2, -1)), 0)
-    widget.smooth(2.0, keep_zero=True)
+    widget.smooth(2.0, keep_zero=True)  # in a worker
+    assert widget.wait(60)
     assert not layer.data[:10, :10].any()
     assert 0 < layer.data[25, 25] < 200  # softened
 
@@ -216,3 +219,72 @@ def test_console_methods_wait_and_close(viewer, widget):
     widget.shutdown()
     from_inspector.selected_label = 3  # no longer followed
     assert widget.closed
+
+
+def test_one_worker_at_a_time_and_the_buttons_wait_for_it(qtbot, viewer, widget):
+    """A double click on New time map started two estimates; now the second is refused and
+    the buttons that start or edit wait until the running one has finished."""
+    viewer.add_image(noisy_image(), name="img")
+    worker = widget.new_time_map("estimate", start=False)
+    assert worker is not None and widget.busy
+    assert not widget.new_button.isEnabled() and not widget.reset_button.isEnabled()
+    assert widget.new_time_map("estimate") is None  # the second click
+    assert "Busy" in widget.status_label.text()
+    assert widget.workers == [worker]
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+    assert widget.new_button.isEnabled() and widget.reset_button.isEnabled()
+    assert [lay.name for lay in viewer.layers] == ["img", "img time map"]
+
+
+def test_smoothing_and_the_automatic_sigma_max_run_in_a_worker(qtbot, viewer, widget):
+    from napari_diffdenoise.intensity import SIGMA_MAX, robust_range
+
+    noisy = noisy_image()
+    viewer.add_image(noisy, name="img")
+    # σ_max "auto" reads planes of the image: in a worker, the layer added when it is in
+    worker = widget.new_time_map("constant", sigma=10.0, start=False)
+    assert worker is not None and len(viewer.layers) == 1
+    with qtbot.waitSignal(widget.time_map_added, timeout=TIMEOUT_MS) as added:
+        worker.start()
+    layer = added.args[0]
+    sigma_max = float(SIGMA_MAX * robust_range(noisy).scale)
+    assert time_map_info(layer)["sigma_max"] == pytest.approx(sigma_max)
+    widget.wait()
+
+    layer.data_setitem(tuple(np.mgrid[20:30, 20:30].reshape(2, -1)), 200)
+    painted = layer.data.copy()
+    worker = widget.smooth(2.0, keep_zero=True, start=False)
+    assert worker is not None and not widget.smooth_button.isEnabled()
+    np.testing.assert_array_equal(layer.data, painted)  # nothing on the GUI thread yet
+    layer.data_setitem((np.array([25]), np.array([25])), 7)  # painted while it smooths
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    widget.wait()
+    assert 0 < layer.data[22, 22] < 200  # softened
+    assert layer.data[25, 25] == 7  # the stroke made meanwhile stays
+    assert widget.smooth_button.isEnabled()
+    layer.undo()  # one edit in napari's history
+    assert layer.data[22, 22] == 200
+
+
+def test_the_estimates_kept_follow_their_images(qtbot, viewer, widget):
+    """Kept for Reset to estimate, at most two, dropped when the image goes or changes."""
+    image = viewer.add_image(noisy_image(seed=1), name="img")
+    widget.new_time_map("estimate", wait=True)
+    assert widget.reset_to_estimate(wait=False) is None  # the kept estimate: at once
+    image.data = noisy_image(seed=2)  # other data: the old estimate no longer holds
+    worker = widget.reset_to_estimate(start=False)
+    assert worker is not None  # estimated again
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    widget.wait()
+    for seed in (3, 4):
+        viewer.add_image(noisy_image(seed=seed), name=f"other {seed}")
+        widget.new_time_map("estimate", wait=True)
+    assert len(widget._estimates) == 2
+    viewer.layers.remove("other 4")
+    assert len(widget._estimates) == 1
+    widget.shutdown()
+    assert not widget._estimates

@@ -1,13 +1,17 @@
 """What every dock widget of the plugin repeats, in one place.
 
 - :class:`LayerPicker`: a combo box of layers that follows the viewer's layer list (and, on
-  request, the layer selected in it), with a filter that says *why* a layer is refused.
+  request, the layer selected in it, but not the layers the plugin adds), with a filter that
+  says *why* a layer is refused; :func:`refuse_image` is the filter of image inputs (helper
+  layers the plugin adds, previews, σ maps, uncertainty, are never inputs).
 - :class:`WorkerDockWidget`: a ``QWidget`` base with a status line (errors in red and as napari
   notifications), a determinate progress bar with rate (MP/s) and ETA, and the worker lifecycle:
   a core generator run in a ``thread_worker``, cancelled when the widget is closed (nothing is
-  added afterwards) or, on request, when one of its layers is removed.
-- :class:`Placement`: where a result goes (scale, translate, units, axis labels, contrast
-  limits), captured from the source layer when a run starts.
+  added afterwards) or, on request, when one of its layers is removed; viewer connections undone
+  on close (:meth:`~WorkerDockWidget.connect_viewer`); preview layers added or updated in place
+  (:meth:`~WorkerDockWidget.show_preview`) over the region :func:`preview_region` picks.
+- :class:`Placement` (from ``_layers``): where a result goes (scale, translate, units, axis
+  labels, contrast limits), captured from the source layer when a run starts.
 
 To adopt it, subclass :class:`WorkerDockWidget`, build the form, put :attr:`status_label` and
 :attr:`progress` in the layout, and start work with :meth:`WorkerDockWidget.start_worker`.
@@ -16,8 +20,8 @@ To adopt it, subclass :class:`WorkerDockWidget`, build the form, put :attr:`stat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,15 +29,83 @@ from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import QComboBox, QLabel, QProgressBar, QWidget
 
 from ._combo import layer_by_id, refill, set_error, set_status
+from ._layers import HELPER_ROLES, Placement, image_plane_index, layer_array, layer_role
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.qt.threading import GeneratorWorker
 
-__all__ = ["LayerPicker", "ModelCombo", "Placement", "ProgressRate", "WorkerDockWidget"]
+__all__ = [
+    "LayerPicker",
+    "ModelCombo",
+    "Placement",
+    "ProgressRate",
+    "WorkerDockWidget",
+    "duration",
+    "preview_region",
+    "refuse_image",
+]
 
 #: layer-list events after which pickers refresh
 LAYER_EVENTS = ("inserted", "removed", "moved", "reordered", "renamed")
+#: a visible (or drawn) region narrower than this many pixels is taken as the whole axis
+MIN_REGION = 16
+_HELPER_TEXT = {
+    "preview": "a preview",
+    "fine_tune_preview": "a fine-tuning preview",
+    "sigma_map": "a σ map",
+    "uncertainty": "an uncertainty map",
+}
+
+
+def refuse_image(layer: Any, *, allow_rgb: bool = False) -> str | None:
+    """``None`` for a layer that may be an image input, else why not: not an Image layer, RGB
+    (unless ``allow_rgb``: the caller says why later), or a helper layer the plugin added (a
+    preview, a σ map, an uncertainty map: views of another image). Denoised results are
+    accepted (they may be denoised or inspected again)."""
+    from napari.layers import Image, Labels
+
+    if isinstance(layer, Labels):
+        return f"{layer.name!r} is a Labels layer (a segmentation or a time map), not an image"
+    if not isinstance(layer, Image):
+        return f"{layer.name!r} is a {type(layer).__name__} layer, not an image"
+    if getattr(layer, "rgb", False) and not allow_rgb:
+        return f"{layer.name!r} is an RGB(A) layer; split its channels first"
+    role = layer_role(layer)
+    if role in HELPER_ROLES:
+        what = _HELPER_TEXT.get(role, "a helper layer")
+        return f"{layer.name!r} is {what}; pick the image itself"
+    return None
+
+
+def preview_region(
+    viewer: napari.Viewer, layer: Any, side: int, box: np.ndarray | None = None
+) -> tuple[tuple[int, ...], slice, slice]:
+    """``(plane, rows, cols)`` of ``layer`` that a preview denoises: the plane on screen and, in
+    it, ``box`` (``[[r0, c0], [r1, c1]]`` in the layer's pixels, e.g. a drawn rectangle) or else
+    the visible region (the whole axis where it is at most ``side`` pixels); at most ``side``
+    pixels a side around its centre."""
+    h, w = (int(s) for s in layer_array(layer).shape[-2:])
+    plane = image_plane_index(viewer, layer)
+    drawn = box is not None
+    if box is None:
+        box = np.asarray(layer.corner_pixels, dtype=float)[:, -2:]
+        if getattr(layer, "multiscale", False):
+            factors = np.asarray(layer.downsample_factors[layer.data_level], dtype=float)
+            box = box * factors[-2:]
+    box = np.asarray(box, dtype=float)
+    spans = []
+    for axis, n in enumerate((h, w)):
+        lo, hi = int(np.floor(box[0, axis])), int(np.ceil(box[1, axis])) + 1
+        lo, hi = max(0, lo), min(n, hi)
+        if hi - lo < MIN_REGION or (not drawn and n <= side):  # a sliver, or it fits whole
+            lo, hi = 0, n
+        if hi - lo > side:
+            centre = (lo + hi) // 2
+            lo = max(0, min(n - side, centre - side // 2))
+            hi = lo + side
+        spans.append(slice(lo, hi))
+    return plane, spans[0], spans[1]
 
 
 class LayerPicker(QComboBox):
@@ -50,7 +122,9 @@ class LayerPicker(QComboBox):
     label : callable, optional
         The text of a layer's item (default: its name).
     follow_selection : bool
-        Pick the layer selected in the layer list whenever it is accepted.
+        Pick the layer selected in the layer list whenever it is accepted, except a layer the
+        plugin itself adds (one with a role, ``_layers.tagged``: napari selects every layer it
+        adds, and a result of one widget must not become another widget's input unasked).
     """
 
     def __init__(
@@ -71,6 +145,7 @@ class LayerPicker(QComboBox):
         self.follow_selection = follow_selection
         #: while > 0, selection changes are not followed (the widget's own additions)
         self.hold = 0
+        self._inserted: Any = None  # unique_id of a layer the plugin just added
         events = viewer.layers.events
         self._callbacks = [(getattr(events, n), self.refresh) for n in LAYER_EVENTS]
         if follow_selection:
@@ -89,17 +164,27 @@ class LayerPicker(QComboBox):
         self._callbacks = []
 
     def refresh(self, event: Any = None) -> None:
-        """Relist the accepted layers, keeping the current choice where it is still there."""
+        """Relist the accepted layers, keeping the current choice where it is still there;
+        ``currentIndexChanged`` is emitted once when the choice changed."""
+        added = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
+        if added is not None and layer_role(added) is not None:
+            self._inserted = added.unique_id  # (napari selects it next: not followed)
         items = list(self.extra)
         items += [(self.label(lay), lay.unique_id) for lay in self.viewer.layers if self._ok(lay)]
         before = current = self.currentData()
+        before_index = self.currentIndex()
         if current not in [d for _, d in items] and not self.extra:
             active = self.viewer.layers.selection.active
-            current = active.unique_id if active is not None and self._ok(active) else None
+            ok = active is not None and self._ok(active) and active.unique_id != self._inserted
+            current = active.unique_id if ok else None
             if current is None and items:
-                current = items[-1][1]
-        refill(self, items, current)
-        if self.currentData() != before:  # (refill keeps quiet when only the data moved)
+                current = next((d for _, d in reversed(items) if d != self._inserted), items[-1][1])
+        blocked = self.blockSignals(True)
+        try:
+            refill(self, items, current)
+        finally:
+            self.blockSignals(blocked)
+        if self.currentData() != before or self.currentIndex() != before_index:
             self.currentIndexChanged.emit(self.currentIndex())
 
     def _ok(self, layer: Any) -> bool:
@@ -107,7 +192,12 @@ class LayerPicker(QComboBox):
 
     def _on_active(self, event: Any = None) -> None:
         active = self.viewer.layers.selection.active
-        if self.hold or active is None or not self._ok(active):
+        if active is None:
+            return
+        if active.unique_id == self._inserted:
+            return  # (selected by napari as the plugin added it, until another is selected)
+        self._inserted = None
+        if self.hold or not self._ok(active):
             return
         index = self.findData(active.unique_id)
         if index >= 0 and index != self.currentIndex():
@@ -170,46 +260,6 @@ class ModelCombo(QComboBox):
         self.setCurrentIndex(max(index, 0))
 
 
-@dataclass
-class Placement:
-    """Where a result layer goes, captured from the source layer when a run starts (so it
-    survives the source being removed or moved during the run)."""
-
-    name: str
-    scale: tuple[float, ...]
-    translate: tuple[float, ...]
-    units: tuple[str, ...] | None
-    axis_labels: tuple[str, ...] | None
-    contrast_limits: tuple[float, float] | None
-
-    @classmethod
-    def of(cls, layer: Any) -> Placement:
-        units = getattr(layer, "units", None)
-        labels = getattr(layer, "axis_labels", None)
-        limits = getattr(layer, "contrast_limits", None)
-        return cls(
-            name=str(layer.name),
-            scale=tuple(float(s) for s in layer.scale),
-            translate=tuple(float(t) for t in layer.translate),
-            units=None if units is None else tuple(str(u) for u in units),
-            axis_labels=None if labels is None else tuple(str(a) for a in labels),
-            contrast_limits=None if limits is None else (float(limits[0]), float(limits[1])),
-        )
-
-    def kwargs(self, offset: tuple[float, ...] | None = None) -> dict[str, Any]:
-        """``add_image`` keyword arguments for a result of the source's dimensionality,
-        shifted by ``offset`` pixels per axis (a region or a plane of the source)."""
-        translate = np.asarray(self.translate, dtype=float)
-        if offset is not None:
-            translate = translate + np.asarray(offset, dtype=float) * np.asarray(self.scale)
-        kwargs: dict[str, Any] = {"scale": self.scale, "translate": tuple(translate.tolist())}
-        if self.units is not None:
-            kwargs["units"] = self.units
-        if self.axis_labels is not None:
-            kwargs["axis_labels"] = self.axis_labels
-        return kwargs
-
-
 class ProgressRate:
     """Rate (megapixels per second) and time left of a run, from its :class:`Progress`
     ``(done, total)`` units and the pixels they stand for."""
@@ -229,11 +279,12 @@ class ProgressRate:
         if moved > 0 and elapsed > 0 and total > 0:
             rate = moved / elapsed
             parts.append(f"{rate * pixels_total / total / 1e6:.2f} MP/s")
-            parts.append(f"{_duration((total - done) / rate)} left")
+            parts.append(f"{duration((total - done) / rate)} left")
         return " · ".join(parts)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``"42 s"``, ``"3 min 05 s"``, ``"2 h 07 min"``."""
     seconds = max(0.0, float(seconds))
     if seconds < 60:
         return f"{seconds:.0f} s"
@@ -322,8 +373,83 @@ class WorkerDockWidget(QWidget):
         self.progress.setVisible(False)
         self.pickers: list[LayerPicker] = []
         self._workers: dict[Any, dict[str, Any]] = {}
-        self._removed_cb = (self.viewer.layers.events.removed, self._on_layer_removed)
-        self._removed_cb[0].connect(self._removed_cb[1])
+        self._viewer_callbacks: list[tuple[Any, Callable]] = []
+        self._previews: dict[Any, tuple] = {}  # preview layer id -> what it shows (its source)
+        self.connect_viewer(self.viewer.layers.events.removed, self._on_layer_removed)
+
+    # ------------------------------------------------------------------ viewer
+    def connect_viewer(self, emitter: Any, callback: Callable) -> None:
+        """Connect ``callback`` to ``emitter`` (a viewer or layer event) until the widget
+        closes (:meth:`shutdown` disconnects it)."""
+        emitter.connect(callback)
+        self._viewer_callbacks.append((emitter, callback))
+
+    def disconnect_viewer(self, emitter: Any, callback: Callable) -> None:
+        """Undo :meth:`connect_viewer` before the widget closes (e.g. a layer no longer
+        watched)."""
+        try:
+            emitter.disconnect(callback)
+        except (TypeError, ValueError, RuntimeError):  # pragma: no cover - already gone
+            pass
+        self._viewer_callbacks = [
+            (e, c) for e, c in self._viewer_callbacks if not (e is emitter and c == callback)
+        ]
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """While inside, the widget's pickers do not follow the selection (its own additions,
+        which napari selects)."""
+        pickers = list(self.pickers)
+        for picker in pickers:
+            picker.hold += 1
+        try:
+            yield
+        finally:
+            for picker in pickers:
+                picker.hold -= 1
+
+    def show_preview(
+        self,
+        layer: Any,
+        data: Any,
+        placement: Placement,
+        *,
+        name: str,
+        metadata: dict[str, Any],
+        offset: tuple[float, ...] | None = None,
+    ) -> Any:
+        """Show ``data`` (a region of ``placement``'s source, ``offset`` pixels from its origin)
+        in the preview layer ``layer``, updated in place (the user's contrast kept) while it
+        previews the same source, else (``None``, removed, or another source: another name,
+        scale, units or axes) removed and added again with the source's name, placement and
+        contrast limits. Returns the layer."""
+        where = placement.kwargs(offset=offset)
+        shows = (
+            placement.source_id,
+            placement.name,
+            placement.scale,
+            placement.units,
+            placement.axis_labels,
+            np.ndim(data),
+        )
+        if layer is not None and layer in self.viewer.layers:
+            if self._previews.get(layer.unique_id) == shows:
+                layer.data = data
+                layer.translate = where["translate"]
+                layer.metadata = metadata
+                return layer
+            self._previews.pop(layer.unique_id, None)
+            self.viewer.layers.remove(layer)
+        with self.holding():
+            layer = self.viewer.add_image(
+                data,
+                name=name,
+                contrast_limits=placement.contrast_limits,
+                metadata=metadata,
+                **where,
+            )
+        self._previews[layer.unique_id] = shows
+        return layer
 
     # ------------------------------------------------------------------ status
     def set_status(self, text: str) -> None:
@@ -358,15 +484,26 @@ class WorkerDockWidget(QWidget):
         """Run the generator ``make(*args)`` in a ``thread_worker``.
 
         The callbacks run in the GUI thread and are dropped once the widget is closed. Errors
-        are shown (status line and notification) unless ``on_error`` handles them. The work is
+        are shown (status line and notification) unless ``on_error`` handles them; a cancel is
+        shown (status line, progress hidden) unless ``on_abort`` handles it, and ``on_abort``
+        runs for every cancelled run that returned nothing, also one whose cancel landed after
+        its last step (superqt then emits neither ``returned`` nor ``aborted``). The work is
         cancelled when one of ``layers`` leaves the viewer. ``worker.counter.count`` is the
         number of items the generator has yielded so far.
         """
         counter = _Counted()
         worker = _worker_class()(_drive, counter, make, args)
         worker.counter = counter
-        entry = {"layers": {lay.unique_id for lay in layers}, "cancelled": None}
+        entry: dict[str, Any] = {
+            "layers": {lay.unique_id for lay in layers},
+            "cancelled": None,
+            "ended": False,  # returned, aborted or errored was delivered
+        }
         self._workers[worker] = entry
+        if on_abort is None:
+
+            def on_abort() -> None:
+                self._show_cancelled(entry)
 
         def live(callback: Callable | None) -> Callable:
             def call(*a: Any) -> None:
@@ -375,7 +512,15 @@ class WorkerDockWidget(QWidget):
 
             return call
 
+        def ended(callback: Callable | None) -> Callable:
+            def call(*a: Any) -> None:
+                entry["ended"] = True
+                live(callback)(*a)
+
+            return call
+
         def errored(exc: BaseException) -> None:
+            entry["ended"] = True
             if self.closed:
                 return
             if on_error is not None:
@@ -384,17 +529,25 @@ class WorkerDockWidget(QWidget):
                 self.show_error(exc)
 
         def finished() -> None:
+            if not entry["ended"] and (entry["cancelled"] is not None or worker.abort_requested):
+                live(on_abort)()  # (quit landed after the last step: no signal said so)
             self._workers.pop(worker, None)
             live(on_finish)()
 
         worker.yielded.connect(live(on_yield))
-        worker.returned.connect(live(on_return))
+        worker.returned.connect(ended(on_return))
         worker.errored.connect(errored)
-        worker.aborted.connect(live(on_abort))
+        worker.aborted.connect(ended(on_abort))
         worker.finished.connect(finished)
         if start:
             worker.start()
         return worker
+
+    def _show_cancelled(self, entry: dict[str, Any]) -> None:
+        """The default ``on_abort``: say that (and why) the work was cancelled."""
+        reason = (entry["cancelled"] or ("cancelled", 0))[0]
+        self.progress.setVisible(False)
+        self.set_status("Cancelled." if reason == "cancelled" else f"Cancelled ({reason}).")
 
     @property
     def workers(self) -> list[GeneratorWorker]:
@@ -444,6 +597,7 @@ class WorkerDockWidget(QWidget):
 
     def _on_layer_removed(self, event: Any) -> None:
         uid = getattr(event.value, "unique_id", None)
+        self._previews.pop(uid, None)
         for worker, entry in list(self._workers.items()):
             if uid in entry["layers"]:
                 self.cancel_worker(worker, f"layer {event.value.name!r} was removed")
@@ -460,10 +614,8 @@ class WorkerDockWidget(QWidget):
         self.cancel_workers("the widget was closed")
         for picker in self.pickers:
             picker.disconnect_viewer()
-        try:
-            self._removed_cb[0].disconnect(self._removed_cb[1])
-        except (TypeError, ValueError, RuntimeError):  # pragma: no cover
-            pass
+        for emitter, callback in list(self._viewer_callbacks):
+            self.disconnect_viewer(emitter, callback)
         self.on_shutdown()
 
     def on_shutdown(self) -> None:

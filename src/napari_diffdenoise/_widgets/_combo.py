@@ -1,5 +1,6 @@
-"""Small Qt helpers shared by the dock widgets: layer pickers kept in sync with the viewer,
-layer lookup by id, and the status line."""
+"""Small Qt helpers under the dock widgets: refilling a combo box's items (what
+:class:`~._base.LayerPicker` uses), layer lookup by id, and the status line (errors in red and
+notified). The layer pickers themselves live in :mod:`._base`."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ def refill(combo: QComboBox, items: list[tuple[str, Any]], current: Any) -> None
     datas = [data for _, data in items]
     old = [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())]
     if old != items:
-        combo.blockSignals(True)
+        blocked = combo.blockSignals(True)
         combo.clear()
         for text, data in items:
             combo.addItem(text, data)
-        combo.blockSignals(False)
+        combo.blockSignals(blocked)
     index = datas.index(current) if current in datas else 0 if items else -1
     if index != combo.currentIndex():
         combo.setCurrentIndex(index)

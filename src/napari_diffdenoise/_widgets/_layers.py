@@ -1,4 +1,5 @@
-"""napari layer helpers for the dock widgets: ROI masks from Shapes, σ-map and time-map layers.
+"""napari layer helpers for the dock widgets: where a result goes (:class:`Placement`), the
+roles of the layers the plugin adds, ROI masks from Shapes, σ-map and time-map layers.
 
 Only layer plumbing lives here (names, transforms, colormaps, metadata); every number shown or
 stored comes from the public API (:func:`napari_diffdenoise.estimate_noise` and friends).
@@ -6,11 +7,12 @@ stored comes from the public API (:func:`napari_diffdenoise.estimate_noise` and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import METADATA_KEY, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -18,22 +20,106 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari.utils.colormaps import DirectLabelColormap
 
 __all__ = [
-    "image_plane_index",
-    "layer_array",
-    "shapes_to_mask",
+    "HELPER_ROLES",
+    "Placement",
+    "ROLE_KEY",
+    "TIME_MAP_COLORMAP",
     "add_sigma_map_layer",
     "add_time_map_layer",
-    "describe_time_map_layer",
+    "image_plane_index",
+    "layer_array",
+    "layer_role",
+    "shapes_to_mask",
+    "tagged",
     "time_map_colormap",
     "time_map_features",
-    "placement",
-    "TIME_MAP_COLORMAP",
 ]
 
 #: matplotlib colormap sampled per level for the time-map Labels layer.
 TIME_MAP_COLORMAP = "viridis"
 #: colour of labels above the level count (not a valid time).
 INVALID_LEVEL_COLOR = (1.0, 0.0, 1.0, 1.0)
+
+#: ``layer.metadata[METADATA_KEY][ROLE_KEY]``: what a layer the plugin added is
+ROLE_KEY = "role"
+#: roles of the layers the plugin adds: a denoised result (a valid input again), and helper
+#: layers that are views of another image and never an input (:data:`HELPER_ROLES`)
+ROLE_DENOISED = "denoised"
+ROLE_PREVIEW = "preview"
+ROLE_FINE_TUNE_PREVIEW = "fine_tune_preview"
+ROLE_SIGMA_MAP = "sigma_map"
+ROLE_UNCERTAINTY = "uncertainty"
+HELPER_ROLES = frozenset({ROLE_PREVIEW, ROLE_FINE_TUNE_PREVIEW, ROLE_SIGMA_MAP, ROLE_UNCERTAINTY})
+
+
+def tagged(role: str, entry: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{METADATA_KEY: {"role": role, **entry}}``: the metadata entry of a layer the plugin
+    adds."""
+    return {METADATA_KEY: {ROLE_KEY: role, **(entry or {})}}
+
+
+def layer_role(layer: Any) -> str | None:
+    """The role of a layer the plugin added (:func:`tagged`), else ``None``; layers of older
+    versions carry ``"preview": True`` instead."""
+    entry = (getattr(layer, "metadata", None) or {}).get(METADATA_KEY)
+    if not isinstance(entry, dict):
+        return None
+    role = entry.get(ROLE_KEY)
+    if role is None and entry.get("preview"):
+        role = ROLE_PREVIEW
+    return None if role is None else str(role)
+
+
+@dataclass
+class Placement:
+    """Where a layer made from a source layer goes (scale, translate, units, axis labels,
+    contrast limits), captured from the source when a run starts (so it survives the source
+    being removed or moved during the run)."""
+
+    name: str
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    units: tuple[str, ...] | None
+    axis_labels: tuple[str, ...] | None
+    contrast_limits: tuple[float, float] | None
+    #: ``unique_id`` of the source layer
+    source_id: Any = None
+
+    @classmethod
+    def of(cls, layer: Any) -> Placement:
+        units = getattr(layer, "units", None)
+        labels = getattr(layer, "axis_labels", None)
+        limits = getattr(layer, "contrast_limits", None)
+        return cls(
+            name=str(layer.name),
+            scale=tuple(float(s) for s in layer.scale),
+            translate=tuple(float(t) for t in layer.translate),
+            units=None if units is None else tuple(str(u) for u in units),
+            axis_labels=None if labels is None else tuple(str(a) for a in labels),
+            contrast_limits=None if limits is None else (float(limits[0]), float(limits[1])),
+            source_id=getattr(layer, "unique_id", None),
+        )
+
+    def kwargs(
+        self, offset: tuple[float, ...] | None = None, *, ndim: int | None = None
+    ) -> dict[str, Any]:
+        """``add_image``/``add_labels`` keyword arguments for a layer on the source's last
+        ``ndim`` axes (default: all of them), shifted by ``offset`` pixels per axis (a region
+        or a plane of the source)."""
+        n = len(self.scale) if ndim is None else int(ndim)
+        scale = np.asarray(self.scale[-n:], dtype=float)
+        translate = np.asarray(self.translate[-n:], dtype=float)
+        if offset is not None:
+            translate = translate + np.asarray(offset, dtype=float) * scale
+        kwargs: dict[str, Any] = {
+            "scale": tuple(scale.tolist()),
+            "translate": tuple(translate.tolist()),
+        }
+        if self.units is not None:
+            kwargs["units"] = self.units[-n:]
+        if self.axis_labels is not None:
+            kwargs["axis_labels"] = self.axis_labels[-n:]
+        return kwargs
 
 
 def layer_array(layer: napari.layers.Image) -> Any:
@@ -96,18 +182,6 @@ def shapes_to_mask(shapes: napari.layers.Shapes, image: napari.layers.Image) -> 
     return mask
 
 
-def placement(source: napari.layers.Image, ndim: int) -> dict[str, Any]:
-    """scale/translate/units kwargs that put an ``ndim``-D result on ``source``'s last axes."""
-    kwargs = {
-        "scale": tuple(source.scale[-ndim:]),
-        "translate": tuple(source.translate[-ndim:]),
-    }
-    units = getattr(source, "units", None)
-    if units is not None:
-        kwargs["units"] = tuple(units[-ndim:])
-    return kwargs
-
-
 def add_sigma_map_layer(
     viewer: napari.Viewer,
     sigma_map: np.ndarray,
@@ -123,15 +197,15 @@ def add_sigma_map_layer(
     name = f"{source.name} σ map"
     meta = {"source": source.name, "units": "image intensity units"}
     meta.update(metadata or {})
-    layer = viewer.add_image(
+    meta.update(tagged(ROLE_SIGMA_MAP, {"source": source.name}))  # a view, never an input
+    return viewer.add_image(
         sigma_map,
         name=name,
         colormap="magma",
         contrast_limits=(lo, hi),
         metadata=meta,
-        **placement(source, sigma_map.ndim),
+        **Placement.of(source).kwargs(ndim=sigma_map.ndim),
     )
-    return layer
 
 
 def time_map_colormap(levels: int) -> DirectLabelColormap:
@@ -166,26 +240,6 @@ def time_map_features(levels: int, sigma_max: float, units: str) -> dict[str, np
     }
 
 
-def describe_time_map_layer(
-    layer: napari.layers.Labels,
-    *,
-    levels: int,
-    sigma_max: float,
-    units: str,
-    source: str | None = None,
-) -> None:
-    """Make ``layer`` a time map: its metadata entry (``metadata["napari_diffdenoise"]
-    ["time_map"]``, :func:`napari_diffdenoise.noise.timemap.time_map_metadata`), the σ features
-    shown on hover and the continuous colormap (level 0 transparent)."""
-    from napari_diffdenoise.noise.timemap import time_map_metadata
-
-    meta = dict(layer.metadata)
-    meta.update(time_map_metadata(levels, sigma_max, units=units, source=source))
-    layer.metadata = meta
-    layer.features = time_map_features(levels, sigma_max, units)
-    layer.colormap = time_map_colormap(levels)
-
-
 def add_time_map_layer(
     viewer: napari.Viewer,
     levels_array: np.ndarray,
@@ -198,7 +252,7 @@ def add_time_map_layer(
     name: str | None = None,
 ) -> napari.layers.Labels:
     """Add an integer time map (τ = level / ``levels``) as a paintable Labels layer over
-    ``source`` (its scale, translate and units on the last axes).
+    ``source`` (its scale, translate, units and axis labels on the last axes).
 
     The layer is recognised as a time map by ``metadata["napari_diffdenoise"]["time_map"]``
     (``levels``, ``sigma_max`` in image units, ``units``, ``source``), which is all the denoiser
@@ -223,5 +277,5 @@ def add_time_map_layer(
         metadata=meta,
         features=time_map_features(levels, sigma_max, units),
         colormap=time_map_colormap(levels),
-        **placement(source, data.ndim),
+        **Placement.of(source).kwargs(ndim=data.ndim),
     )

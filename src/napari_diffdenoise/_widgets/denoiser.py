@@ -12,9 +12,11 @@ of :func:`napari_diffdenoise.denoise`), built on :class:`._base.WorkerDockWidget
   planes finish. Lazy (dask/zarr) and large inputs go to the engine as they are, never read on
   the GUI thread, and are written to a zarr store shown lazily; a stopped run resumes.
 - The result's metadata ``["napari_diffdenoise"]`` records the model, its hash and every
-  parameter: ``denoise(layer, **metadata["napari_diffdenoise"]["parameters"])`` reproduces it
-  (add ``time_map=viewer.layers[metadata["napari_diffdenoise"]["time_map"]]`` for a run with a
-  time map).
+  parameter, the seed included (a fresh one, "-1", is drawn here and recorded):
+  ``denoise(layer, **meta["parameters"])`` reproduces it (add
+  ``time_map=viewer.layers[meta["time_map"]]`` for a run with a time map). A "current slice"
+  run records its plane in ``meta["plane"]``: ``denoise(layer.data[tuple(meta["plane"])],
+  **meta["parameters"])`` reproduces that (level 0, ``layer.data[0]``, of a multiscale layer).
 
 Console use: :meth:`DenoiserWidget.set_parameters`, :meth:`~DenoiserWidget.preview`,
 :meth:`~DenoiserWidget.run`, :meth:`~DenoiserWidget.cancel`, :meth:`~DenoiserWidget.resume`.
@@ -46,9 +48,24 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._validation import METADATA_KEY, check_not_rgb, time_map_info
-from ._base import LayerPicker, ModelCombo, Placement, ProgressRate, WorkerDockWidget
-from ._layers import image_plane_index, layer_array
+from .._validation import check_not_rgb, time_map_info
+from ._base import (
+    LayerPicker,
+    ModelCombo,
+    Placement,
+    ProgressRate,
+    WorkerDockWidget,
+    preview_region,
+    refuse_image,
+)
+from ._layers import (
+    ROLE_DENOISED,
+    ROLE_PREVIEW,
+    ROLE_UNCERTAINTY,
+    image_plane_index,
+    layer_array,
+    tagged,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -357,36 +374,23 @@ class DenoiserWidget(WorkerDockWidget):
         ):
             signal.connect(self._schedule_preview)
         self.noise_picker.currentIndexChanged.connect(self._watch_time_map)
-        self._viewer_callbacks = [
-            (self.viewer.dims.events.current_step, self._schedule_preview),
-            (self.viewer.camera.events.center, self._on_camera),
-            (self.viewer.camera.events.zoom, self._on_camera),
-        ] + [
-            (getattr(self.viewer.layers.events, name), self._update_refused)
-            for name in ("inserted", "removed", "renamed")
-        ]
-        for emitter, callback in self._viewer_callbacks:
-            emitter.connect(callback)
+        self.connect_viewer(self.viewer.dims.events.current_step, self._schedule_preview)
+        self.connect_viewer(self.viewer.camera.events.center, self._on_camera)
+        self.connect_viewer(self.viewer.camera.events.zoom, self._on_camera)
+        for name in ("inserted", "removed", "renamed"):
+            self.connect_viewer(getattr(self.viewer.layers.events, name), self._update_refused)
         self._update_refused()
         self._update_enabled()
 
     # ------------------------------------------------------------------ layer choices
     @staticmethod
     def _refuse_image(layer: Any) -> str | None:
-        from napari.layers import Image, Labels
+        from napari.layers import Labels
 
-        if isinstance(layer, Labels):
-            return (
-                f"{layer.name!r} is a Labels layer (a segmentation or a time map), not an "
-                "image; pick an Image layer (a time map goes under 'noise level')"
-            )
-        if not isinstance(layer, Image):
-            return f"{layer.name!r} is a {type(layer).__name__} layer, not an image"
-        if getattr(layer, "rgb", False):
-            return f"{layer.name!r} is an RGB(A) layer; split its channels first"
-        if layer.metadata.get(METADATA_KEY, {}).get("preview"):
-            return f"{layer.name!r} is the Denoiser's preview; denoise the image itself"
-        return None
+        reason = refuse_image(layer)
+        if reason is not None and isinstance(layer, Labels):
+            reason += "; pick an Image layer (a time map goes under 'noise level')"
+        return reason
 
     @staticmethod
     def _refuse_time_map(layer: Any) -> str | None:
@@ -523,7 +527,8 @@ class DenoiserWidget(WorkerDockWidget):
         if self.wiener_combo.currentData() != PRESET:
             kwargs["wiener"] = self.wiener_combo.currentData()
         seed = int(self.seed_spin.value())
-        kwargs["seed"] = None if seed < 0 else seed
+        # (a fresh seed is drawn here, so that the result's metadata reproduces it)
+        kwargs["seed"] = int(np.random.SeedSequence().entropy % 2**31) if seed < 0 else seed
         if self.tile_spin.value():
             kwargs["tile_size"] = int(self.tile_spin.value())
         if self.batch_spin.value():
@@ -738,12 +743,12 @@ class DenoiserWidget(WorkerDockWidget):
         data, where = self._placed(job, image)
         limits = job.placement.contrast_limits
         entry = {"source": job.placement.name, "partial": partial, **(meta or {})}
-        with _held(self.image_picker):
+        with self.holding():
             return self.viewer.add_image(
                 data,
                 name=self._name(job),
                 contrast_limits=limits,
-                metadata={METADATA_KEY: entry},
+                metadata=tagged(ROLE_DENOISED, entry),
                 **where,
             )
 
@@ -757,7 +762,7 @@ class DenoiserWidget(WorkerDockWidget):
         meta["parameters"] = parameters
         meta["source"] = job.placement.name
         meta["time_map"] = job.time_map_name
-        meta["plane"] = None if job.plane is None else list(job.plane)
+        meta["plane"] = None if job.plane is None else list(job.plane)  # (a slice run's)
         meta["store"] = None if job.out is None else str(job.out)
         if result.wiener_weights is not None:  # wiener="auto": what was chosen, per plane
             meta["wiener_weights"] = list(result.wiener_weights)
@@ -771,25 +776,24 @@ class DenoiserWidget(WorkerDockWidget):
         layer = job.layer
         if layer is not None and layer in self.viewer.layers:
             layer.data = self._placed(job, result.image)[0]
-            layer.metadata = {METADATA_KEY: meta}
+            layer.metadata = tagged(ROLE_DENOISED, meta)
             layer.refresh()
         else:
             layer = self._add_result(job, result.image, partial=False, meta=meta)
         added = [layer]
         if result.std is not None:
             data, where = self._placed(job, result.std)
-            with _held(self.image_picker):
+            entry = {
+                "source": job.placement.name,
+                "units": "image intensity units (std over samples)",
+            }
+            with self.holding():
                 added.append(
                     self.viewer.add_image(
                         data,
                         name=self._name(job).replace(" denoised", " uncertainty", 1),
                         colormap="inferno",
-                        metadata={
-                            METADATA_KEY: {
-                                "source": job.placement.name,
-                                "units": "image intensity units (std over samples)",
-                            }
-                        },
+                        metadata=tagged(ROLE_UNCERTAINTY, entry),
                         **where,
                     )
                 )
@@ -853,46 +857,30 @@ class DenoiserWidget(WorkerDockWidget):
         old, new = self._watched_map, self.noise_picker.layer
         if old is new:
             return
-        for layer, connect in ((old, False), (new, True)):
-            if layer is None:
-                continue
-            for emitter in (layer.events.paint, layer.events.data):
-                if connect:
-                    emitter.connect(self._schedule_preview)
-                else:
-                    emitter.disconnect(self._schedule_preview)
+        if old is not None:
+            for emitter in (old.events.paint, old.events.data):
+                self.disconnect_viewer(emitter, self._schedule_preview)
+        if new is not None:
+            for emitter in (new.events.paint, new.events.data):
+                self.connect_viewer(emitter, self._schedule_preview)
         self._watched_map = new
 
     def preview_region(self) -> tuple[tuple[int, ...], slice, slice]:
         """``(plane, rows, cols)`` of the image the preview denoises: the current plane, cut
         to the visible region where it is larger than ``PREVIEW_SIDE`` pixels a side (at most
         ``PREVIEW_SIDE`` pixels around the visible region's centre)."""
-        layer = self._source_layer()
-        h, w = (int(s) for s in layer_array(layer).shape[-2:])
-        plane = image_plane_index(self.viewer, layer)
-        corners = np.asarray(layer.corner_pixels, dtype=float)[:, -2:]
-        if getattr(layer, "multiscale", False):
-            factors = np.asarray(layer.downsample_factors[layer.data_level], dtype=float)[-2:]
-            corners = corners * factors
-        spans = []
-        for axis, n in enumerate((h, w)):
-            lo, hi = int(np.floor(corners[0, axis])), int(np.ceil(corners[1, axis])) + 1
-            lo, hi = max(0, lo), min(n, hi)
-            if hi - lo < 8 or n <= PREVIEW_SIDE:  # a small axis (or nothing measured): whole
-                lo, hi = 0, n
-            if hi - lo > PREVIEW_SIDE:
-                centre = (lo + hi) // 2
-                lo = max(0, min(n - PREVIEW_SIDE, centre - PREVIEW_SIDE // 2))
-                hi = lo + PREVIEW_SIDE
-            spans.append(slice(lo, hi))
-        return plane, spans[0], spans[1]
+        return preview_region(self.viewer, self._source_layer(), PREVIEW_SIDE)
 
     def preview(self, *, start: bool = True) -> GeneratorWorker | None:
         """Denoise what is on screen into the "<image> preview" layer, in a background thread.
 
         For console use. A newer preview replaces a running one (its result is dropped).
-        Returns the worker, or ``None`` when the input is refused.
+        Returns the worker, or ``None`` when the input is refused or a run is going (the run
+        has the CPU; preview once it is done).
         """
+        if self._job_running():
+            self.set_status("A run is going: preview once it is done (or cancel it).")
+            return None
         try:
             layer = self._source_layer()
             kwargs = self._options()
@@ -920,6 +908,7 @@ class DenoiserWidget(WorkerDockWidget):
             on_yield=lambda p: self._on_preview_progress(token, job, p),
             on_return=lambda result: self._on_preview(token, job, offset, result),
             on_error=lambda exc: self._on_preview_error(token, exc),
+            on_abort=lambda: self._on_preview_aborted(token),
             on_finish=lambda: self._on_preview_finished(token),
             layers=[layer],
             start=False,
@@ -939,35 +928,35 @@ class DenoiserWidget(WorkerDockWidget):
             return
         image = np.asarray(result.image)
         data = image[(np.newaxis,) * len(job.plane)]
-        where = job.placement.kwargs(offset=offset)
-        meta = {
-            METADATA_KEY: {
-                "preview": True,
+        meta = tagged(
+            ROLE_PREVIEW,
+            {
                 "source": job.placement.name,
                 "plane": list(job.plane),
                 "offset": [int(o) for o in offset[-2:]],
                 "parameters": self._record(job, result)["parameters"],
-            }
-        }
-        layer = self.preview_layer
-        if layer is not None and layer in self.viewer.layers:
-            layer.data = data
-            layer.translate = where["translate"]
-            layer.metadata = meta
-        else:
-            with _held(self.image_picker):
-                self.preview_layer = self.viewer.add_image(
-                    data,
-                    name=f"{job.placement.name} preview",
-                    contrast_limits=job.placement.contrast_limits,
-                    metadata=meta,
-                    **where,
-                )
+            },
+        )
+        self.preview_layer = self.show_preview(
+            self.preview_layer,
+            data,
+            job.placement,
+            name=f"{job.placement.name} preview",
+            metadata=meta,
+            offset=offset,
+        )
         self.set_status(f"Preview of {job.placement.name!r} updated.{_advice(result)}")
 
     def _on_preview_error(self, token: int, exc: BaseException) -> None:
         if token == self._preview_token:
             self.show_error(exc)
+
+    def _on_preview_aborted(self, token: int) -> None:
+        # (a preview replaced by a newer one, or by a run, says nothing)
+        if token == self._preview_token and not self._job_running():
+            reason = self.cancelled(self.preview_worker) if self.preview_worker else None
+            why = "" if reason is None or reason[0] == "cancelled" else f" ({reason[0]})"
+            self.set_status(f"Preview cancelled{why}.")
 
     def _on_preview_finished(self, token: int) -> None:
         if token == self._preview_token and not self._job_running():
@@ -979,31 +968,9 @@ class DenoiserWidget(WorkerDockWidget):
     # ------------------------------------------------------------------ closing
     def on_shutdown(self) -> None:
         self._preview_timer.stop()
-        for emitter, callback in self._viewer_callbacks:
-            try:
-                emitter.disconnect(callback)
-            except (TypeError, ValueError, RuntimeError):  # pragma: no cover
-                pass
-        self._viewer_callbacks = []
-        if self._watched_map is not None:
-            for emitter in (self._watched_map.events.paint, self._watched_map.events.data):
-                emitter.disconnect(self._schedule_preview)
-            self._watched_map = None
+        self._watched_map = None  # (disconnected with the other viewer connections)
         if self._job is not None and self._job_running():
             self._drop_partial(self._job)
-
-
-class _held:
-    """Context: the picker does not follow selection changes (the widget's own additions)."""
-
-    def __init__(self, picker: LayerPicker) -> None:
-        self.picker = picker
-
-    def __enter__(self) -> None:
-        self.picker.hold += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        self.picker.hold -= 1
 
 
 def _advice(result: DenoiseResult) -> str:

@@ -13,6 +13,8 @@ form of :func:`napari_diffdenoise.fine_tune`), built on :class:`._base.WorkerDoc
   image (the last rectangle of the "fine-tune preview region" Shapes layer, else what is on
   screen) is denoised with those weights into the "fine-tune preview" layer, beside the base
   model's result ("fine-tune preview (base model)"), in a worker; stale results are dropped.
+  The weights are copied only while there is an image to preview on; after the run the
+  preview uses the saved model (by name: no network is kept).
 - At the end the new model is listed in every open Denoiser (and here, as a base).
 
 Console use: :meth:`FineTuneWidget.set_parameters`, :meth:`~FineTuneWidget.start`,
@@ -47,10 +49,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._validation import METADATA_KEY
-from ._base import LayerPicker, ModelCombo, Placement, WorkerDockWidget
+from ._base import (
+    LayerPicker,
+    ModelCombo,
+    Placement,
+    WorkerDockWidget,
+    duration,
+    preview_region,
+    refuse_image,
+)
 from ._combo import layer_by_id
-from ._layers import image_plane_index, layer_array
+from ._layers import ROLE_FINE_TUNE_PREVIEW, layer_array, layer_role, tagged
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -135,7 +144,7 @@ def _best_weights(record: FineTuneProgress, base: str) -> Any:
 
 def _preview_job(image: Any, index: tuple, models: dict[str, Any], device: str) -> Generator:
     """Worker body of the preview: read the region (here, in the worker thread) and denoise it
-    with each of ``models`` (key → ``LoadedModel``); returns key → image."""
+    with each of ``models`` (key → ``LoadedModel`` or a model's name); returns key → image."""
     from napari_diffdenoise.engine.denoise import iter_denoise
 
     crop = np.asarray(layer_array(image)[index])
@@ -272,8 +281,11 @@ class FineTuneWidget(WorkerDockWidget):
         self.settings: dict[str, Any] = {}
         self._cancel: threading.Event | None = None
         self._snapshots = {"on": True}
-        self._best: Any = None  # LoadedModel of the best weights so far
-        self._base: Any = None  # LoadedModel of the base weights (step 0)
+        # what the preview denoises with: during a run LoadedModels of the best weights so far
+        # and of the base (step 0); after it the saved model's and the base's names
+        self._best: Any = None
+        self._base: Any = None
+        self._base_name: str | None = None
         self._preview_token = 0
         self._plot_stale = False
         self._before_region: tuple | None = None
@@ -287,9 +299,9 @@ class FineTuneWidget(WorkerDockWidget):
             "noisy only: self-supervised adaptation to the images' own noise"
         )
         # pairs from layers
-        self.noisy_picker = LayerPicker(self.viewer, _refuse_image, parent=self)
+        self.noisy_picker = LayerPicker(self.viewer, refuse_image, parent=self)
         self.noisy_picker.setToolTip("The noisy image (2D, or a stack whose planes are samples)")
-        self.clean_picker = LayerPicker(self.viewer, _refuse_image, parent=self)
+        self.clean_picker = LayerPicker(self.viewer, refuse_image, parent=self)
         self.clean_picker.setToolTip("Its clean reference, of the same shape")
         self.pickers = [self.noisy_picker, self.clean_picker]
         # folders
@@ -320,7 +332,7 @@ class FineTuneWidget(WorkerDockWidget):
         self.replace_check = QCheckBox("replace a model of that name")
         self.preview_picker = LayerPicker(
             self.viewer,
-            _refuse_image,
+            refuse_image,
             extra=[("the training image", AUTO), ("off", OFF)],
             parent=self,
         )
@@ -403,6 +415,8 @@ class FineTuneWidget(WorkerDockWidget):
 
         self.mode_combo.currentIndexChanged.connect(self._update_mode)
         self.preview_picker.currentIndexChanged.connect(self._on_preview_choice)
+        self.noisy_picker.currentIndexChanged.connect(self._update_snapshots)
+        self.noisy_list.itemChanged.connect(self._update_snapshots)
         self.budget_unit.currentIndexChanged.connect(
             lambda *_: self.budget_spin.setDecimals(
                 0 if self.budget_unit.currentData() == "steps" else 1
@@ -417,13 +431,9 @@ class FineTuneWidget(WorkerDockWidget):
         self._region_timer.setInterval(REGION_DELAY_MS)
         self._region_timer.timeout.connect(lambda: self.preview())
         self._watched_region: Any = None
-        self._viewer_callbacks = [
-            (getattr(self.viewer.layers.events, n), callback)
-            for n in ("inserted", "removed", "renamed")
-            for callback in (self._refresh_noisy_list, self._watch_region)
-        ]
-        for emitter, callback in self._viewer_callbacks:
-            emitter.connect(callback)
+        for name in ("inserted", "removed", "renamed"):
+            for callback in (self._refresh_noisy_list, self._watch_region):
+                self.connect_viewer(getattr(self.viewer.layers.events, name), callback)
         self._refresh_noisy_list()
         self._suggest_name()
         self._update_mode()
@@ -436,10 +446,14 @@ class FineTuneWidget(WorkerDockWidget):
         return self.mode_combo.currentData()
 
     def _on_preview_choice(self, *_: Any) -> None:
-        # (weights are copied for the preview only while it is on)
-        self._snapshots["on"] = self.preview_picker.currentData() != OFF
+        self._update_snapshots()
         if self._best is not None and self.preview_image is not None:
             self._region_timer.start()
+
+    def _update_snapshots(self, *_: Any) -> None:
+        # (the run copies its best weights for the preview only while there is an image to
+        # preview on: not with "off", nor in the folder modes with "the training image")
+        self._snapshots["on"] = self.preview_image is not None
 
     def _update_mode(self, *_: Any) -> None:
         mode = self.mode
@@ -449,6 +463,7 @@ class FineTuneWidget(WorkerDockWidget):
         if self._clean_folder_label is not None:
             self._clean_folder_label.setVisible(mode == "pair_folders")
         self.noisy_box.setVisible(mode == "noisy_layers")
+        self._update_snapshots()
 
     def _suggest_name(self) -> None:
         """Suggest a fresh name from the base model (unless the user typed one)."""
@@ -463,9 +478,10 @@ class FineTuneWidget(WorkerDockWidget):
     def _refresh_noisy_list(self, event: Any = None) -> None:
         """Relist the Image layers (ticks kept by layer)."""
         ticked = {uid for uid in self._ticked_ids()}
+        self.noisy_list.blockSignals(True)
         self.noisy_list.clear()
         for layer in self.viewer.layers:
-            if _refuse_image(layer) is not None:
+            if refuse_image(layer) is not None:
                 continue
             item = QListWidgetItem(layer.name)
             item.setData(Qt.ItemDataRole.UserRole, layer.unique_id)
@@ -473,6 +489,8 @@ class FineTuneWidget(WorkerDockWidget):
             checked = layer.unique_id in ticked
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             self.noisy_list.addItem(item)
+        self.noisy_list.blockSignals(False)
+        self._update_snapshots()
 
     def _ticked_ids(self) -> list[Any]:
         out = []
@@ -497,7 +515,7 @@ class FineTuneWidget(WorkerDockWidget):
             found = next((lay for lay in self.viewer.layers if lay.name == name), None)
             if found is None:
                 raise ValueError(f"no layer named {name!r} in the viewer")
-            reason = _refuse_image(found)
+            reason = refuse_image(found)
             if reason is not None:
                 raise ValueError(reason)
             wanted.add(found.unique_id)
@@ -670,8 +688,9 @@ class FineTuneWidget(WorkerDockWidget):
         self.last_record = None
         self.model_name = None
         self._best = self._base = None
+        self._base_name = kwargs["base"]
         self._before_region = None
-        self._snapshots["on"] = self.preview_picker.currentData() != OFF
+        self._update_snapshots()
         self.plot.set_history([], None)
         self.plot.redraw(force=True)
         self._cancel = threading.Event()
@@ -768,7 +787,11 @@ class FineTuneWidget(WorkerDockWidget):
         self.progress.setVisible(False)
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
-        if self.model_name is not None:  # the next run gets a fresh name
+        # the run's networks are let go: later previews load the saved model by name
+        saved = self.model_name is not None
+        self._best = self.model_name if saved else None
+        self._base = self._base_name if saved else None
+        if saved:  # the next run gets a fresh name
             self._suggest_name()
 
     def _announce(self, name: str) -> None:
@@ -811,9 +834,9 @@ class FineTuneWidget(WorkerDockWidget):
         if new is self._watched_region:
             return
         if self._watched_region is not None:
-            self._watched_region.events.data.disconnect(self._on_region_edit)
+            self.disconnect_viewer(self._watched_region.events.data, self._on_region_edit)
         if new is not None:
-            new.events.data.connect(self._on_region_edit)
+            self.connect_viewer(new.events.data, self._on_region_edit)
         self._watched_region = new
 
     def _on_region_edit(self, event: Any = None) -> None:
@@ -840,8 +863,6 @@ class FineTuneWidget(WorkerDockWidget):
         """``(plane, rows, cols)`` of ``layer`` that the preview denoises: the bounding box of
         the last shape of the "fine-tune preview region" layer, else the visible region; at
         most ``PREVIEW_SIDE`` pixels a side around its centre."""
-        h, w = (int(s) for s in layer_array(layer).shape[-2:])
-        plane = image_plane_index(self.viewer, layer)
         box = None
         if PREVIEW_REGION in self.viewer.layers:
             shapes = self.viewer.layers[PREVIEW_REGION]
@@ -850,23 +871,7 @@ class FineTuneWidget(WorkerDockWidget):
                 world = yx * np.asarray(shapes.scale[-2:]) + np.asarray(shapes.translate[-2:])
                 pix = (world - np.asarray(layer.translate[-2:])) / np.asarray(layer.scale[-2:])
                 box = np.stack([pix.min(axis=0), pix.max(axis=0)])
-        if box is None:
-            box = np.asarray(layer.corner_pixels, dtype=float)[:, -2:]
-            if getattr(layer, "multiscale", False):
-                factors = np.asarray(layer.downsample_factors[layer.data_level], dtype=float)
-                box = box * factors[-2:]
-        spans = []
-        for axis, n in enumerate((h, w)):
-            lo, hi = int(np.floor(box[0, axis])), int(np.ceil(box[1, axis])) + 1
-            lo, hi = max(0, lo), min(n, hi)
-            if hi - lo < 16:  # nothing drawn or measured yet (or a sliver): the whole axis
-                lo, hi = 0, n
-            if hi - lo > PREVIEW_SIDE:
-                centre = (lo + hi) // 2
-                lo = max(0, min(n - PREVIEW_SIDE, centre - PREVIEW_SIDE // 2))
-                hi = lo + PREVIEW_SIDE
-            spans.append(slice(lo, hi))
-        return plane, spans[0], spans[1]
+        return preview_region(self.viewer, layer, PREVIEW_SIDE, box)
 
     def preview(self, *, start: bool = True) -> GeneratorWorker | None:
         """Denoise the preview region with the best weights so far (and, when the region
@@ -887,7 +892,8 @@ class FineTuneWidget(WorkerDockWidget):
         region = (plane, rows.start, rows.stop, cols.start, cols.stop)
         models = {PREVIEW_LAYER: self._best}
         base_shown = BASE_PREVIEW_LAYER in self.viewer.layers
-        if self._base is not None and (region != self._before_region or not base_shown):
+        shown = (layer.unique_id, region)  # (another image or region: the base's again)
+        if self._base is not None and (shown != self._before_region or not base_shown):
             models[BASE_PREVIEW_LAYER] = self._base
         if self.preview_worker is not None:
             self.cancel_worker(self.preview_worker, "replaced by a newer preview")
@@ -901,8 +907,10 @@ class FineTuneWidget(WorkerDockWidget):
             (*plane, rows, cols),
             models,
             self.device_combo.currentData(),
-            on_return=lambda out: self._on_preview(token, placement, region, step, out),
+            on_return=lambda out: self._on_preview(token, placement, shown, step, out),
             on_error=lambda exc: token == self._preview_token and self.show_error(exc),
+            on_abort=lambda: None,  # (replaced by a newer one, or its image was removed)
+            layers=[layer],
             start=False,
         )
         self.preview_worker = worker
@@ -911,69 +919,40 @@ class FineTuneWidget(WorkerDockWidget):
         return worker
 
     def _on_preview(
-        self, token: int, placement: Placement, region: tuple, step: int, out: dict
+        self, token: int, placement: Placement, shown: tuple, step: int, out: dict
     ) -> None:
         if token != self._preview_token:  # a newer preview is on its way
             return
-        plane, r0, _, c0, _ = region
-        where = placement.kwargs(offset=(*plane, r0, c0))
+        plane, r0, _, c0, _ = shown[1]
         for name, image in out.items():
             data = image[(np.newaxis,) * len(plane)]
-            meta = {
-                METADATA_KEY: {
-                    "preview": True,
-                    "fine_tune": True,
+            meta = tagged(
+                ROLE_FINE_TUNE_PREVIEW,
+                {
                     "source": placement.name,
                     "plane": list(plane),
                     "offset": [int(r0), int(c0)],
                     "step": 0 if name == BASE_PREVIEW_LAYER else int(step),
-                }
-            }
-            if name in self.viewer.layers:
-                target = self.viewer.layers[name]
-                target.data = data
-                target.translate = where["translate"]
-                target.metadata = meta
-            else:
-                self.viewer.add_image(
-                    data,
-                    name=name,
-                    contrast_limits=placement.contrast_limits,
-                    metadata=meta,
-                    **where,
-                )
+                },
+            )
+            target = self.viewer.layers[name] if name in self.viewer.layers else None
+            if target is not None and layer_role(target) != ROLE_FINE_TUNE_PREVIEW:
+                target = None  # (a layer of the user's that happens to have that name)
+            self.show_preview(
+                target, data, placement, name=name, metadata=meta, offset=(*plane, r0, c0)
+            )
             if name == BASE_PREVIEW_LAYER:
-                self._before_region = region
+                self._before_region = shown
 
     # ------------------------------------------------------------------ closing
     def on_shutdown(self) -> None:
         self._plot_timer.stop()
         self._region_timer.stop()
-        if self._watched_region is not None:
-            self._watched_region.events.data.disconnect(self._on_region_edit)
-            self._watched_region = None
-        for emitter, callback in self._viewer_callbacks:
-            try:
-                emitter.disconnect(callback)
-            except (TypeError, ValueError, RuntimeError):  # pragma: no cover
-                pass
-        self._viewer_callbacks = []
+        self._watched_region = None  # (disconnected with the other viewer connections)
+        self._best = self._base = None  # the networks are let go
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _refuse_image(layer: Any) -> str | None:
-    """``None`` for a single-channel Image layer that is not a preview, else why not."""
-    from napari.layers import Image
-
-    if not isinstance(layer, Image):
-        return f"{layer.name!r} is a {type(layer).__name__} layer, not an image"
-    if getattr(layer, "rgb", False):
-        return f"{layer.name!r} is an RGB(A) layer; split its channels first"
-    if layer.metadata.get(METADATA_KEY, {}).get("preview"):
-        return f"{layer.name!r} is a preview; pick the image itself"
-    return None
 
 
 def _check_name_free(name: str, replace: bool) -> None:
@@ -1008,13 +987,6 @@ def _pick(combo: QComboBox, value: Any, what: str) -> None:
     combo.setCurrentIndex(index)
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
-
-
 def _progress_text(record: FineTuneProgress) -> str:
     """``"step 12 / 100 · loss 0.052 · best PSNR (dB) 21.30 · 40 s left"``."""
     parts = [f"step {record.step}" + (f" / {record.total}" if record.total else "")]
@@ -1022,9 +994,7 @@ def _progress_text(record: FineTuneProgress) -> str:
         parts.append(f"loss {record.loss:.4f}")
     parts.append(f"best {record.figure_name} {record.best:.2f}")
     if 0 < record.fraction < 1:
-        parts.append(
-            f"{_duration(record.elapsed_s * (1 - record.fraction) / record.fraction)} left"
-        )
+        parts.append(f"{duration(record.elapsed_s * (1 - record.fraction) / record.fraction)} left")
     return " · ".join(parts)
 
 

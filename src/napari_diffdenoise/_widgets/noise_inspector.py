@@ -10,6 +10,7 @@ worker, :class:`~._base.WorkerDockWidget`), the returned
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from .._progress import run_to_end
 from .._validation import check_not_rgb
-from ._base import LayerPicker, WorkerDockWidget
+from ._base import LayerPicker, WorkerDockWidget, refuse_image
 from ._combo import layer_by_id
 from ._layers import (
     add_sigma_map_layer,
@@ -95,10 +96,8 @@ def _estimate(data: Any, roi: np.ndarray | None) -> Generator[int, None, NoiseRe
     return report
 
 
-def _refuse_image(layer: Any) -> str | None:
-    from napari.layers import Image
-
-    return None if isinstance(layer, Image) else f"{layer.name!r} is not an Image layer"
+#: images offered for inspection: RGB ones too (inspect() says why it refuses them)
+_refuse_image = partial(refuse_image, allow_rgb=True)
 
 
 def _refuse_roi(layer: Any) -> str | None:
@@ -314,7 +313,7 @@ class NoiseInspectorWidget(WorkerDockWidget):
             roi,
             on_return=lambda report: self._on_returned(report, source, meta),
             on_error=self._on_errored,
-            on_finish=self._on_finished,
+            on_finish=self._on_finished,  # (a cancel is shown by the base: its reason)
             layers=(layer,),
             start=start,
         )
@@ -394,13 +393,10 @@ class NoiseInspectorWidget(WorkerDockWidget):
         """Add the report's σ map (image units) as an Image layer over the inspected image."""
         layer = self._report_layer()
         assert self.report is not None
-        self.image_combo.hold += 1  # (the new σ map is selected; keep inspecting the image)
-        try:
+        with self.holding():  # (the new σ map is selected; keep inspecting the image)
             return add_sigma_map_layer(
                 self.viewer, self.report.sigma_map, layer, metadata=dict(self._report_meta)
             )
-        finally:
-            self.image_combo.hold -= 1
 
     def add_time_map_layer(self) -> napari.layers.Labels:
         """Add the time map as a paintable Labels layer (label L means t = L / levels)."""

@@ -1,7 +1,9 @@
 """The "Time map" dock widget: make, paint and edit a time map in the image's noise units.
 
 A thin Qt skin over :mod:`napari_diffdenoise.noise.timemap` (new map, smooth, scale, reset,
-TIFF files) and :func:`napari_diffdenoise.estimate_noise` (run in a worker). A time map is a
+TIFF files) and :func:`napari_diffdenoise.estimate_noise`; the estimate, the automatic σ_max
+(which reads a sample of the image's planes) and smoothing run in a worker, one at a time (the
+tools wait meanwhile; :meth:`~TimeMapWidget.wait` waits from the console). A time map is a
 napari Labels layer whose label L stands for a noise std of ``L / levels · σ_max`` image units;
 it is recognised by ``layer.metadata["napari_diffdenoise"]["time_map"]``
 (:func:`napari_diffdenoise._validation.is_time_map_layer`), which the denoiser reads.
@@ -16,6 +18,7 @@ layers. ``docs/inspector.md`` ("Paint a time map") has the console equivalents.
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,8 +39,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._progress import run_to_end
 from .._validation import time_map_info
-from ._base import LayerPicker, WorkerDockWidget
+from ._base import LayerPicker, WorkerDockWidget, refuse_image
 from ._combo import layer_by_id
 from ._layers import (
     TIME_MAP_COLORMAP,
@@ -69,16 +73,46 @@ EXTENT_STACK = "stack"
 _EXTENTS = {EXTENT_PLANE: "2D, every plane", EXTENT_STACK: "nD, whole stack"}
 _MAX_LEVELS = 4095
 WHOLE_MAP = "whole map"
+#: noise estimates kept for "Reset to estimate" (the latest ones)
+MAX_ESTIMATES = 2
 
 
-def _estimate_steps(data: Any) -> Generator[tuple[int, int], None, Any]:
-    """Worker body: the public API's noise estimate, as a generator with (done, total) steps."""
+def _estimate_steps(data: Any, plane: Any = None) -> Generator[tuple[int, int], None, Any]:
+    """Worker body: the public API's noise estimate of ``data`` (of its ``plane``, read here),
+    as a generator with (done, total) steps."""
     from napari_diffdenoise import estimate_noise
 
     yield 0, 1
-    report = estimate_noise(data)
+    report = estimate_noise(data if plane is None else np.asarray(data[plane]))
     yield 1, 1
     return report
+
+
+def _sigma_max_steps(data: Any) -> Generator[tuple[int, int], None, float]:
+    """Worker body: the automatic σ_max of ``data`` (half its robust intensity range, read
+    from at most 8 planes of a possibly lazy stack)."""
+    from napari_diffdenoise.intensity import SIGMA_MAX, robust_range
+
+    yield 0, 1
+    return float(SIGMA_MAX * robust_range(data).scale)
+
+
+def _smooth_steps(
+    before: np.ndarray, sigma_px: float, levels: int, keep_zero: bool
+) -> Generator[tuple[int, int], None, tuple]:
+    """Worker body: smooth the map ``before`` (:func:`~napari_diffdenoise.noise.timemap.
+    smooth_time_map`); returns the edit (:func:`_changes`)."""
+    from napari_diffdenoise.noise.timemap import smooth_time_map
+
+    yield 0, 1
+    new = smooth_time_map(before, sigma_px, levels=levels, keep_zero=keep_zero)
+    return _changes(before, new)
+
+
+def _changes(before: np.ndarray, new: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """``(index, values)``: the pixels where ``new`` differs from ``before``, and their values."""
+    index = np.nonzero(new != before)
+    return index, new[index]
 
 
 class TimeMapLegend(QWidget):
@@ -163,12 +197,16 @@ class TimeMapWidget(WorkerDockWidget):
         super().__init__(napari_viewer, parent)
         from napari_diffdenoise.noise.timemap import DEFAULT_TIME_LEVELS
 
-        #: start σ maps of estimates, by (image layer id, plane or None for the whole stack)
+        #: start σ maps of the latest estimates, by (image layer id, plane or None for the
+        #: whole stack); dropped when the image is removed or its data replaced
         self._estimates: dict[tuple[Any, Any], np.ndarray] = {}
+        self._estimated: dict[Any, Any] = {}  # their image layers, by id (watched)
         self._watched: Any = None  # the map whose selected_label the brush follows
+        #: the worker of the running estimate or smoothing (one at a time), else the last one
+        self.worker: GeneratorWorker | None = None
 
         # --- layers ------------------------------------------------------------------------
-        self.image_picker = LayerPicker(self.viewer, self._refuse_image, follow_selection=True)
+        self.image_picker = LayerPicker(self.viewer, refuse_image, follow_selection=True)
         self.image_picker.setToolTip("The image the time map is for (its shape and units)")
         self.map_picker = LayerPicker(self.viewer, self._refuse_map, follow_selection=True)
         self.map_picker.setToolTip(
@@ -283,7 +321,7 @@ class TimeMapWidget(WorkerDockWidget):
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
-        self.new_button.clicked.connect(self._on_new_clicked)
+        self.new_button.clicked.connect(lambda *_: self.new_time_map())
         self.smooth_button.clicked.connect(lambda *_: self._guard(self.smooth))
         self.scale_button.clicked.connect(lambda *_: self._guard(self.scale))
         self.reset_button.clicked.connect(lambda *_: self._guard(self.reset_to_estimate))
@@ -294,27 +332,14 @@ class TimeMapWidget(WorkerDockWidget):
         self.image_picker.currentIndexChanged.connect(self._update_enabled)
         self.map_picker.currentIndexChanged.connect(self._on_map_changed)
         # (a picker filled with its first item does not emit currentIndexChanged)
-        self._layer_cbs = [
-            (getattr(self.viewer.layers.events, name), self._sync)
-            for name in ("inserted", "removed", "moved", "reordered", "renamed")
-        ]
-        self._layer_cbs.append((self.viewer.layers.selection.events.active, self._sync))
-        for emitter, callback in self._layer_cbs:
-            emitter.connect(callback)
+        for name in ("inserted", "removed", "moved", "reordered", "renamed"):
+            self.connect_viewer(getattr(self.viewer.layers.events, name), self._sync)
+        self.connect_viewer(self.viewer.layers.selection.events.active, self._sync)
+        self.connect_viewer(self.viewer.layers.events.removed, self._on_removed)
         self._on_map_changed()
         self.set_status("Pick an image, then make a new time map (or pick one).")
 
     # ------------------------------------------------------------------ pickers
-    @staticmethod
-    def _refuse_image(layer: Any) -> str | None:
-        from napari.layers import Image
-
-        if not isinstance(layer, Image):
-            return f"{layer.name!r} is not an Image layer"
-        if layer.rgb:
-            return f"{layer.name!r} is RGB: split its channels first"
-        return None
-
     @staticmethod
     def _refuse_map(layer: Any) -> str | None:
         try:
@@ -354,9 +379,88 @@ class TimeMapWidget(WorkerDockWidget):
         self.extent_combo.setEnabled(bool(nd))
         self.constant_spin.setEnabled(self.source_combo.currentData() == FROM_CONSTANT)
         has_map = self.time_map_layer is not None
-        for w in (self.smooth_button, self.scale_button, self.reset_button, self.save_button):
-            w.setEnabled(has_map)
+        idle = not self.busy
+        for w in (self.smooth_button, self.scale_button, self.reset_button):
+            w.setEnabled(has_map and idle)
+        self.save_button.setEnabled(has_map)
+        self.new_button.setEnabled(idle)
         self.brush_spin.setEnabled(has_map)
+
+    @property
+    def busy(self) -> bool:
+        """An estimate or a smoothing is running (the tools that start or edit wait)."""
+        return bool(self.workers)
+
+    def _refused_while_busy(self) -> bool:
+        """Say so and return ``True`` while a worker runs (one at a time)."""
+        if not self.busy:
+            return False
+        self.set_status(
+            "Busy with the running estimate or smoothing: wait for it (wait() from the "
+            "console), then try again."
+        )
+        return True
+
+    def _start_tool(
+        self,
+        body: Any,
+        *args: Any,
+        what: str,
+        on_return: Any,
+        layers: list[Any],
+        start: bool,
+    ) -> GeneratorWorker:
+        """Run ``body(*args)`` in the widget's one worker; the tools wait until it finishes."""
+        self.worker = self.start_worker(
+            body,
+            *args,
+            on_yield=lambda step: self.show_progress(*step, text=what),
+            on_return=on_return,
+            on_finish=self._on_tool_finished,
+            layers=layers,
+            start=False,
+        )
+        self.show_progress(0, 1, what)
+        self._update_enabled()
+        if start:
+            self.worker.start()
+        return self.worker
+
+    def _on_tool_finished(self) -> None:
+        self.progress.setVisible(False)
+        self._update_enabled()
+
+    # ------------------------------------------------------------------ estimates kept
+    def _remember(self, image: Any, plane: Any, sigma_map: Any) -> None:
+        """Keep the estimate of ``image`` (``plane``: of that plane) for "Reset to estimate"."""
+        key = (image.unique_id, plane)
+        self._estimates.pop(key, None)
+        self._estimates[key] = np.asarray(sigma_map)
+        while len(self._estimates) > MAX_ESTIMATES:
+            del self._estimates[next(iter(self._estimates))]
+        self._watch_estimated()
+
+    def _forget(self, uid: Any) -> None:
+        for key in [k for k in self._estimates if k[0] == uid]:
+            del self._estimates[key]
+        self._watch_estimated()
+
+    def _watch_estimated(self) -> None:
+        """Follow the data of the images whose estimates are kept (a new array: forget it)."""
+        wanted = {uid for uid, _ in self._estimates}
+        for uid in [u for u in self._estimated if u not in wanted]:
+            self.disconnect_viewer(self._estimated.pop(uid).events.data, self._on_image_data)
+        for uid in wanted - set(self._estimated):
+            layer = layer_by_id(self.viewer, uid)
+            if layer is not None:
+                self.connect_viewer(layer.events.data, self._on_image_data)
+                self._estimated[uid] = layer
+
+    def _on_image_data(self, event: Any) -> None:
+        self._forget(getattr(event.source, "unique_id", None))
+
+    def _on_removed(self, event: Any) -> None:
+        self._forget(getattr(event.value, "unique_id", None))
 
     # ------------------------------------------------------------------ new maps
     def _image(self) -> napari.layers.Image:
@@ -370,13 +474,12 @@ class TimeMapWidget(WorkerDockWidget):
 
         return intensity_units(layer_array(image).dtype, image.metadata)
 
-    def _target(self, image: napari.layers.Image, extent: str) -> tuple[Any, Any]:
-        """(data to estimate / size the map on, plane index or None for the whole stack)."""
-        data = layer_array(image)
-        if data.ndim > 2 and extent == EXTENT_PLANE:
-            plane = image_plane_index(self.viewer, image)
-            return data[plane], plane
-        return data, None
+    def _target(self, image: napari.layers.Image, extent: str) -> tuple[tuple, Any]:
+        """(shape of the map, plane index or None for the whole stack); nothing is read."""
+        shape = tuple(int(n) for n in layer_array(image).shape)
+        if len(shape) > 2 and extent == EXTENT_PLANE:
+            return shape[-2:], image_plane_index(self.viewer, image)
+        return shape, None
 
     def new_time_map(
         self,
@@ -408,17 +511,19 @@ class TimeMapWidget(WorkerDockWidget):
         levels
             Number of levels above 0; default: the widget's.
         start
-            With ``"estimate"``: start the worker (``False``: the caller starts it).
+            With a worker: start it (``False``: the caller starts it).
         wait
-            With ``"estimate"``: estimate here and now instead of in a worker (the console,
-            scripts) and return the layer.
+            Estimate (or measure the automatic σ_max) here and now instead of in a worker
+            (the console, scripts) and return the layer.
 
         Returns
         -------
-        The new Labels layer, or for ``"estimate"`` (without ``wait``) the worker that will
-        add it (also announced by :attr:`time_map_added`), or ``None`` when the input was
-        refused (the reason is in :attr:`last_error`).
+        The new Labels layer; for ``"estimate"``, or an automatic σ_max, (without ``wait``)
+        the worker that will add it (also announced by :attr:`time_map_added`); ``None`` when
+        the input was refused (the reason is in :attr:`last_error`) or a worker is running.
         """
+        if self._refused_while_busy():
+            return None
         try:
             source = source or self.source_combo.currentData()
             if source not in _SOURCES:
@@ -427,7 +532,7 @@ class TimeMapWidget(WorkerDockWidget):
             if extent not in _EXTENTS:
                 raise ValueError(f"extent must be one of {sorted(_EXTENTS)}, got {extent!r}")
             image = self._image()
-            data, plane = self._target(image, extent)
+            shape, plane = self._target(image, extent)
             levels = int(self.levels_spin.value() if levels is None else levels)
             if sigma_max is None and self.sigma_max_spin.value() > 0:
                 sigma_max = float(self.sigma_max_spin.value())
@@ -444,53 +549,51 @@ class TimeMapWidget(WorkerDockWidget):
             "sigma": sigma,
             "sigma_max": sigma_max,
         }
-        if source != FROM_ESTIMATE:
-            try:
-                return self._add_map(image, tuple(data.shape), spec, None)
-            except (ValueError, TypeError) as exc:
-                self.show_error(exc)
-                return None
         uid = image.unique_id
-        if wait:
-            from napari_diffdenoise._progress import run_to_end
-
+        if source == FROM_ESTIMATE:
+            body, args, what = _estimate_steps, (layer_array(image), plane), "estimating the noise"
+        elif sigma_max is None:  # (half the robust range: planes of the image are read)
+            body, args = _sigma_max_steps, (layer_array(image),)
+            what = "measuring the image's range"
+        else:
             try:
-                report = run_to_end(_estimate_steps(data))
+                return self._add_map(image, shape, spec, None)
             except (ValueError, TypeError) as exc:
                 self.show_error(exc)
                 return None
-            return self._on_estimated(uid, tuple(data.shape), spec, report)
-        self.set_status(f"Estimating the noise of {image.name!r}…")
-        return self.start_worker(
-            _estimate_steps,
-            data,
-            on_yield=lambda step: self.show_progress(*step, text="estimating the noise"),
-            on_return=lambda report: self._on_estimated(uid, tuple(data.shape), spec, report),
-            on_finish=lambda: self.progress.setVisible(False),
-            layers=[image],
-            start=start,
-        )
+        done = partial(self._on_estimated, uid, shape, spec)
+        if wait:
+            try:
+                result = run_to_end(body(*args))
+            except (ValueError, TypeError) as exc:
+                self.show_error(exc)
+                return None
+            return done(result)
+        self.set_status(f"{what.capitalize()} of {image.name!r}…")
+        return self._start_tool(body, *args, what=what, on_return=done, layers=[image], start=start)
 
     def _on_estimated(
-        self, uid: Any, shape: tuple, spec: dict, report: Any
+        self, uid: Any, shape: tuple, spec: dict, result: Any
     ) -> napari.layers.Labels | None:
+        """Add the map once the estimate (``result``: the report) or, for the other sources,
+        the automatic σ_max (``result``: its value) is in."""
         image = layer_by_id(self.viewer, uid)
         if image is None:
             self.show_error(ValueError("the image layer was removed during the estimate"))
             return None
-        self._estimates[(uid, spec["plane"])] = np.asarray(report.start_sigma_map)
+        report = result if spec["source"] == FROM_ESTIMATE else None
+        if report is not None:
+            self._remember(image, spec["plane"], report.start_sigma_map)
+            sigma_max = float(report.sigma_max_default)
+        else:
+            sigma_max = float(result)
         if spec["sigma_max"] is None:
-            spec["sigma_max"] = float(report.sigma_max_default)
+            spec["sigma_max"] = sigma_max
         try:
             return self._add_map(image, shape, spec, report)
         except (ValueError, TypeError) as exc:
             self.show_error(exc)
             return None
-
-    def _auto_sigma_max(self, image: napari.layers.Image) -> float:
-        from napari_diffdenoise.intensity import SIGMA_MAX, robust_range
-
-        return float(SIGMA_MAX * robust_range(layer_array(image)).scale)
 
     def _add_map(
         self, image: napari.layers.Image, shape: tuple, spec: dict, report: Any
@@ -498,8 +601,6 @@ class TimeMapWidget(WorkerDockWidget):
         from napari_diffdenoise.noise.timemap import new_time_map
 
         sigma_max = spec["sigma_max"]
-        if sigma_max is None:
-            sigma_max = self._auto_sigma_max(image)
         if report is not None:
             sigma: Any = report.start_sigma_map
             impulses = report.impulse_mask
@@ -533,9 +634,6 @@ class TimeMapWidget(WorkerDockWidget):
         self.set_status(f"Added {layer.name!r} ({what}, σ_max {sigma_max:.4g}); paint on it.")
         self.time_map_added.emit(layer)
         return layer
-
-    def _on_new_clicked(self, *_: Any) -> None:
-        self.new_time_map()
 
     # ------------------------------------------------------------------ brush
     def _info(self, layer: Any = None) -> dict[str, Any]:
@@ -616,15 +714,12 @@ class TimeMapWidget(WorkerDockWidget):
 
     def _on_map_changed(self, *_: Any) -> None:
         if self._watched is not None:
-            try:
-                self._watched.events.selected_label.disconnect(self._on_selected_label)
-            except (TypeError, ValueError, RuntimeError):  # pragma: no cover
-                pass
+            self.disconnect_viewer(self._watched.events.selected_label, self._on_selected_label)
             self._watched = None
         layer = self.time_map_layer
         if layer is not None:
             info = self._info(layer)
-            layer.events.selected_label.connect(self._on_selected_label)
+            self.connect_viewer(layer.events.selected_label, self._on_selected_label)
             self._watched = layer
             self.legend.set_scale(info["levels"], info["sigma_max"], info.get("units", ""))
             self.brush_spin.setSuffix(f" {info.get('units', '')}".rstrip())
@@ -633,48 +728,80 @@ class TimeMapWidget(WorkerDockWidget):
         self._update_enabled()
 
     def on_shutdown(self) -> None:
-        for emitter, callback in self._layer_cbs:
-            try:
-                emitter.disconnect(callback)
-            except (TypeError, ValueError, RuntimeError):  # pragma: no cover
-                pass
-        if self._watched is not None:
-            try:
-                self._watched.events.selected_label.disconnect(self._on_selected_label)
-            except (TypeError, ValueError, RuntimeError):  # pragma: no cover
-                pass
-            self._watched = None
+        self._watched = None  # (disconnected with the other viewer connections)
+        self._estimates.clear()
+        self._estimated.clear()
 
     # ------------------------------------------------------------------ tools
-    def _apply(self, layer: napari.layers.Labels, new: np.ndarray, what: str) -> None:
-        """Write ``new`` into the map through napari's edit history (Ctrl+Z undoes it)."""
-        old = np.asarray(layer.data)
-        changed = new != old
-        if changed.any():
-            layer.data_setitem(np.nonzero(changed), new[changed])
-        self.set_status(f"{what}: {int(changed.sum())} pixels of {layer.name!r} changed.")
+    def _apply(
+        self, layer: napari.layers.Labels, before: np.ndarray, changes: tuple, what: str
+    ) -> None:
+        """Write the edit ``changes`` (:func:`_changes` of ``before``) into the map through
+        napari's edit history (Ctrl+Z undoes it); pixels painted since ``before`` was taken
+        stay as painted."""
+        index, values = changes
+        current = np.asarray(layer.data)
+        if current.shape != before.shape:
+            raise ValueError(f"{layer.name!r} was replaced meanwhile; nothing was changed")
+        if len(index) and len(index[0]):
+            kept = current[index] == before[index]
+            index, values = tuple(i[kept] for i in index), values[kept]
+        n = len(index[0]) if len(index) else 0
+        if n:
+            layer.data_setitem(index, values)
+        self.set_status(f"{what}: {n} pixels of {layer.name!r} changed.")
         self.map_changed.emit()
 
-    def smooth(self, sigma_px: float | None = None, *, keep_zero: bool | None = None) -> None:
+    def smooth(
+        self,
+        sigma_px: float | None = None,
+        *,
+        keep_zero: bool | None = None,
+        start: bool = True,
+        wait: bool = False,
+    ) -> GeneratorWorker | None:
         """Smooth the map with a Gaussian of ``sigma_px`` pixels (per plane); with
         ``keep_zero`` "leave alone" pixels stay 0 (:func:`~napari_diffdenoise.noise.timemap.
-        smooth_time_map`)."""
-        from napari_diffdenoise.noise.timemap import smooth_time_map
+        smooth_time_map`).
 
+        Runs in a worker, which is returned (``start=False``: not started yet); pixels
+        painted meanwhile stay as painted. ``wait=True`` smooths here and now and returns
+        ``None`` (as when a worker is running: the reason is in the status line).
+        """
+        if self._refused_while_busy():
+            return None
         layer, info = self.time_map_layer, self._info()
         sigma_px = float(self.smooth_spin.value() if sigma_px is None else sigma_px)
         keep = self.keep_zero_check.isChecked() if keep_zero is None else bool(keep_zero)
-        new = smooth_time_map(layer.data, sigma_px, levels=info["levels"], keep_zero=keep)
-        self._apply(layer, new, f"smoothed ({sigma_px:g} px)")
+        before = np.array(layer.data)  # (a copy: the brush may paint meanwhile)
+        what = f"smoothed ({sigma_px:g} px)"
+        args = (before, sigma_px, info["levels"], keep)
+        if wait:
+            self._apply(layer, before, run_to_end(_smooth_steps(*args)), what)
+            return None
+
+        def done(changes: tuple) -> None:
+            try:
+                self._apply(layer, before, changes, what)
+            except ValueError as exc:
+                self.show_error(exc)
+
+        self.set_status(f"Smoothing {layer.name!r}…")
+        return self._start_tool(
+            _smooth_steps, *args, what="smoothing", on_return=done, layers=[layer], start=start
+        )
 
     def scale(self, factor: float | None = None) -> None:
         """Multiply the map's σ by ``factor`` (level 0 stays 0, clipped at the top level)."""
         from napari_diffdenoise.noise.timemap import scale_time_map
 
+        if self._refused_while_busy():
+            return
         layer, info = self.time_map_layer, self._info()
         factor = float(self.factor_spin.value() if factor is None else factor)
-        new = scale_time_map(layer.data, factor, levels=info["levels"])
-        self._apply(layer, new, f"σ scaled by {factor:g}")
+        before = np.asarray(layer.data)
+        new = scale_time_map(before, factor, levels=info["levels"])
+        self._apply(layer, before, _changes(before, new), f"σ scaled by {factor:g}")
 
     def reset_to_estimate(
         self,
@@ -686,10 +813,13 @@ class TimeMapWidget(WorkerDockWidget):
         """Put the noise estimate back into the map, inside the shapes of ``region`` (a Shapes
         layer or its name; default: the widget's choice, ``None`` there = the whole map).
 
-        The estimate made for this image and plane is reused; otherwise one is made first in a
-        worker, which is returned (``None`` when the reset was done at once, or with
-        ``wait=True``, which estimates here and now).
+        The estimate made for this image and plane is reused (the latest two are kept, while
+        the image keeps its data); otherwise one is made first in a worker, which is returned
+        (``None`` when the reset was done at once, or with ``wait=True``, which estimates here
+        and now, or when a worker is running: the reason is in the status line).
         """
+        if self._refused_while_busy():
+            return None
         layer, info = self.time_map_layer, self._info()
         image = self._image()
         if region is None:
@@ -712,39 +842,38 @@ class TimeMapWidget(WorkerDockWidget):
         def apply(sigma_map: np.ndarray) -> None:
             from napari_diffdenoise.noise.timemap import new_time_map, reset_time_map
 
+            before = np.asarray(layer.data)
             estimate = new_time_map(
-                layer.data.shape,
+                before.shape,
                 sigma=sigma_map,
                 sigma_max=info["sigma_max"],
                 levels=info["levels"],
-            ).astype(layer.data.dtype)
-            new = reset_time_map(layer.data, estimate, mask)
+            ).astype(before.dtype)
+            new = reset_time_map(before, estimate, mask)
             where = "the whole map" if mask is None else f"the shapes of {region.name!r}"
-            self._apply(layer, new, f"reset to the estimate in {where}")
+            self._apply(layer, before, _changes(before, new), f"reset to the estimate in {where}")
 
         if key not in self._estimates and wait:
-            from napari_diffdenoise._progress import run_to_end
-
-            report = run_to_end(_estimate_steps(data if plane is None else data[plane]))
-            self._estimates[key] = np.asarray(report.start_sigma_map)
+            report = run_to_end(_estimate_steps(data, plane))
+            self._remember(image, plane, report.start_sigma_map)
         if key in self._estimates:
             apply(self._estimates[key])
             return None
 
         def returned(report: Any) -> None:
-            self._estimates[key] = np.asarray(report.start_sigma_map)
+            self._remember(image, plane, report.start_sigma_map)
             try:
-                apply(self._estimates[key])
+                apply(np.asarray(report.start_sigma_map))
             except (ValueError, TypeError) as exc:
                 self.show_error(exc)
 
         self.set_status(f"Estimating the noise of {image.name!r}…")
-        return self.start_worker(
+        return self._start_tool(
             _estimate_steps,
-            data if plane is None else data[plane],
-            on_yield=lambda step: self.show_progress(*step, text="estimating the noise"),
+            data,
+            plane,
+            what="estimating the noise",
             on_return=returned,
-            on_finish=lambda: self.progress.setVisible(False),
             layers=[image, layer],
             start=start,
         )
