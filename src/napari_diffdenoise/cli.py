@@ -154,13 +154,12 @@ def _time_map_arg(path: str | None):
     if path is None:
         return None
     if Path(path).suffix.lower() in (".tif", ".tiff") and Path(path).is_file():
-        from .noise.timemap import load_time_map
+        from .noise.timemap import NotATimeMapFile, load_time_map
 
         try:
             return load_time_map(path)
-        except ValueError as exc:
-            if "is not a time map saved by" not in str(exc):  # (a plain TIFF: read below)
-                raise
+        except NotATimeMapFile:  # a plain TIFF of times or levels: read below
+            pass
     return _read_image(path)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_diffdenoise import levels_to_time_map, time_map_from_sigma, time_map_to_levels
-from napari_diffdenoise.noise.timemap import DEFAULT_TIME_LEVELS
+from napari_diffdenoise.noise.timemap import DEFAULT_TIME_LEVELS, NotATimeMapFile
 
 
 def test_time_map_from_sigma_scales_and_clips():
@@ -224,8 +224,13 @@ def test_tiff_round_trip_keeps_levels_sigma_max_and_units(tmp_path, levels):
     with pytest.raises(ValueError, match=r"has shape \(3, 24, 32\), the image \(3, 24, 33\)"):
         load_time_map(path, image_shape=(3, 24, 33))
     tifffile.imwrite(tmp_path / "plain.tif", lv)
-    with pytest.raises(ValueError, match="not a time map saved by napari-diffdenoise"):
+    with pytest.raises(NotATimeMapFile, match="not a time map saved by napari-diffdenoise"):
         load_time_map(tmp_path / "plain.tif")
+    # another tool's JSON description with keys of the same names is not ours either
+    tifffile.imwrite(tmp_path / "other.tif", lv, metadata={"kind": "x", "time_levels": 9,
+                                                        "sigma_max": 1.0})  # fmt: skip
+    with pytest.raises(NotATimeMapFile):
+        load_time_map(tmp_path / "other.tif")
     with pytest.raises(ValueError, match="levels must lie"):
         save_time_map(tmp_path / "bad.tif", lv, levels=10, sigma_max=1.0)
     assert not (tmp_path / "bad.tif").exists()

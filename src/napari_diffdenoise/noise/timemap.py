@@ -25,6 +25,7 @@ from .._validation import METADATA_KEY, TIME_MAP_KEY, check_int, check_number
 
 __all__ = [
     "DEFAULT_TIME_LEVELS",
+    "NotATimeMapFile",
     "TimeMapFile",
     "intensity_units",
     "level_to_sigma",
@@ -93,8 +94,7 @@ def time_map_to_levels(time_map: Any, levels: int = DEFAULT_TIME_LEVELS) -> np.n
         raise ValueError("time_map contains NaN or infinite values")
     if tau.size and (tau.min() < 0 or tau.max() > 1):
         raise ValueError(f"time_map values must lie in [0, 1], got [{tau.min()}, {tau.max()}]")
-    dtype = np.uint8 if levels <= 255 else np.uint16
-    return np.asarray(np.rint(tau.astype(np.float64) * levels), dtype=dtype)
+    return np.asarray(np.rint(tau.astype(np.float64) * levels), dtype=_level_dtype(levels))
 
 
 def levels_to_time_map(level_array: Any, levels: int = DEFAULT_TIME_LEVELS) -> np.ndarray:
@@ -342,8 +342,13 @@ def reset_time_map(level_array: Any, estimate: Any, mask: Any = None) -> np.ndar
 
 
 # ------------------------------------------------------------------ TIFF files
-#: The ImageDescription (JSON, tifffile's shaped format) of a time-map TIFF carries these keys.
+#: The ``kind`` in a time-map TIFF's ImageDescription (JSON, tifffile's shaped format), beside
+#: ``time_levels``, ``sigma_max`` and ``intensity_units``.
 TIFF_KIND = "napari_diffdenoise time map"
+
+
+class NotATimeMapFile(ValueError):
+    """A TIFF without the time-map metadata of :func:`save_time_map` (a plain image)."""
 
 
 @dataclass(frozen=True)
@@ -368,9 +373,10 @@ def save_time_map(
     sigma_max: float,
     units: str | None = None,
 ) -> None:
-    """Write an integer time map to a TIFF, with ``time_levels``, ``sigma_max`` and ``units``
-    (the image's intensity unit) in its ImageDescription (JSON). Written atomically (a
-    temporary file renamed): an existing file is replaced whole or not at all."""
+    """Write an integer time map to a TIFF, with ``kind`` (:data:`TIFF_KIND`),
+    ``time_levels``, ``sigma_max`` and ``intensity_units`` (``units``: the image's intensity
+    unit) in its ImageDescription (JSON). Written atomically (a temporary file renamed): an
+    existing file is replaced whole or not at all."""
     import tifffile
 
     from .._atomic import atomic_write
@@ -403,17 +409,24 @@ def load_time_map(
 
     Raises
     ------
+    NotATimeMapFile
+        (a ``ValueError``) A TIFF without the time-map metadata; its pixels are not read.
     ValueError
-        A TIFF without the time-map metadata, levels out of range, or the wrong shape.
+        Broken metadata, levels out of range, or the wrong shape.
+    TypeError
+        Pixels that are not integer levels.
     """
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         described = tif.shaped_metadata
-        data = tif.asarray()
-    meta = described[0] if described else None
-    if not isinstance(meta, dict) or "time_levels" not in meta or "sigma_max" not in meta:
-        raise ValueError(
+        meta = described[0] if described else None
+        ours = isinstance(meta, dict) and "time_levels" in meta and "sigma_max" in meta
+        if ours and meta.get("kind", TIFF_KIND) != TIFF_KIND:
+            ours = False
+        data = tif.asarray() if ours else None
+    if not ours:
+        raise NotATimeMapFile(
             f"{os.fspath(path)!r} is not a time map saved by napari-diffdenoise: its TIFF "
             "metadata has no time_levels / sigma_max (save one with the Time map widget's "
             "Save… or napari_diffdenoise.noise.timemap.save_time_map)"
