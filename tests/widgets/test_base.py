@@ -14,14 +14,8 @@ KEY = "napari_diffdenoise"
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def denoiser(viewer):
-    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoiser")
-    return widget
+def denoiser(open_widget):
+    return open_widget("Denoiser")
 
 
 def _noisy(side=48, seed=0):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,10 @@ KEY = "napari_diffdenoise"
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer):
+def widget(open_widget):
     from napari_diffdenoise._widgets.denoiser import DenoiserWidget
 
-    _dock, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoiser")
-    assert isinstance(w, DenoiserWidget)
-    return w
+    return open_widget("Denoiser", DenoiserWidget)
 
 
 def _noisy(shape=(96, 96), sigma=20.0, seed=0):
@@ -48,17 +40,6 @@ def _run(qtbot, widget, run=None):
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
         worker.start()
     return worker
-
-
-def _engine_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("diffdenoise-")]
-
-
-def _no_leaked_threads(qtbot):
-    from qtpy.QtCore import QThreadPool
-
-    assert QThreadPool.globalInstance().waitForDone(30_000)
-    qtbot.waitUntil(lambda: not _engine_threads(), timeout=30_000)
 
 
 class CountingArray:
@@ -383,7 +364,7 @@ def test_cancel_of_an_in_memory_run_adds_nothing(qtbot, viewer, widget):
 
 
 # ---------------------------------------------------------------------- preview
-def test_preview_follows_the_slider_and_the_painted_map(qtbot, viewer, widget):
+def test_preview_follows_the_slider_and_the_painted_map(no_leaked_threads, qtbot, viewer, widget):
     stack = _stack()
     viewer.add_image(stack, name="st", scale=(2.0, 1.0, 1.0))
     tm = viewer.add_labels(
@@ -412,7 +393,7 @@ def test_preview_follows_the_slider_and_the_painted_map(qtbot, viewer, widget):
         lambda: np.array_equal(preview.data[0, :, :10], stack[2, :, :10]), timeout=TIMEOUT_MS
     )
     widget.set_parameters(live_preview=False)
-    _no_leaked_threads(qtbot)
+    no_leaked_threads()
 
 
 def test_preview_of_a_large_plane_is_the_visible_region(qtbot, viewer, widget):
@@ -448,7 +429,9 @@ def test_follows_the_selected_layer_and_takes_its_own_outputs(qtbot, viewer, wid
     assert "a denoised denoised" in viewer.layers
 
 
-def test_removing_the_input_during_a_run_keeps_its_placement(qtbot, viewer, widget):
+def test_removing_the_input_during_a_run_keeps_its_placement(
+    no_leaked_threads, qtbot, viewer, widget
+):
     stack = _stack()
     layer = viewer.add_image(stack, name="gone", scale=(2.0, 0.5, 0.5), units=("µm",) * 3)
     widget.set_noise_source(20.0)
@@ -461,10 +444,10 @@ def test_removing_the_input_during_a_run_keeps_its_placement(qtbot, viewer, widg
     out = viewer.layers["gone denoised"]
     assert tuple(out.scale) == (2.0, 0.5, 0.5)
     assert [str(u) for u in out.units] == ["micrometer"] * 3
-    _no_leaked_threads(qtbot)
+    no_leaked_threads()
 
 
-def test_closing_the_widget_cancels_and_adds_nothing(qtbot, viewer, widget):
+def test_closing_the_widget_cancels_and_adds_nothing(no_leaked_threads, qtbot, viewer, widget):
     stack = _stack()
     viewer.add_image(stack, name="c")
     widget.set_noise_source(20.0)
@@ -478,7 +461,7 @@ def test_closing_the_widget_cancels_and_adds_nothing(qtbot, viewer, widget):
     assert worker.counter.count < 3 * 20  # stopped, not run to the end
     qtbot.wait(50)
     assert len(viewer.layers) == n_layers
-    _no_leaked_threads(qtbot)
+    no_leaked_threads()
 
 
 def test_store_goes_beside_a_file_backed_layer_else_to_a_temp_folder(viewer, widget, tmp_path):

@@ -19,17 +19,10 @@ TINY = {"patch_size": 48, "batch_size": 2, "val_every": 3, "warmup_steps": 2}
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer):
+def widget(open_widget):
     from napari_diffdenoise._widgets.finetune import FineTuneWidget
 
-    _dock, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
-    assert isinstance(w, FineTuneWidget)
-    return w
+    return open_widget("Fine-tune", FineTuneWidget)
 
 
 def _pairs(n=2, side=64, seed=0):
@@ -58,18 +51,12 @@ def _run(qtbot, widget):
     return worker
 
 
-def _no_leaked_threads(qtbot):
-    from qtpy.QtCore import QThreadPool
-
-    assert QThreadPool.globalInstance().waitForDone(60_000)
-
-
 def _training(models_dir, name):
     return json.loads((models_dir / f"{name}.json").read_text())["training"]
 
 
 def test_a_pairs_run_plots_previews_saves_and_lists_the_model_in_the_denoiser(
-    qtbot, viewer, widget, models_dir
+    no_leaked_threads, qtbot, viewer, widget, models_dir
 ):
     from napari_diffdenoise._widgets.finetune import BASE_PREVIEW_LAYER, PREVIEW_LAYER
 
@@ -143,10 +130,12 @@ def test_a_pairs_run_plots_previews_saves_and_lists_the_model_in_the_denoiser(
         worker.start()
     widget.shutdown()
     assert widget._best is None and widget._base is None
-    _no_leaked_threads(qtbot)
+    no_leaked_threads()
 
 
-def test_stop_mid_run_saves_the_best_model_so_far(qtbot, viewer, widget, models_dir):
+def test_stop_mid_run_saves_the_best_model_so_far(
+    no_leaked_threads, qtbot, viewer, widget, models_dir
+):
     _pair_layers(viewer)
     widget.set_parameters(
         mode="pair_layers",
@@ -170,10 +159,12 @@ def test_stop_mid_run_saves_the_best_model_so_far(qtbot, viewer, widget, models_
     text = widget.status_label.text()
     assert "Stopped at step" in text and "'stopped'" in text
     assert widget.start_button.isEnabled() and not widget.stop_button.isEnabled()
-    _no_leaked_threads(qtbot)
+    no_leaked_threads()
 
 
-def test_a_noisy_layers_only_run_uses_the_self_supervised_figure(qtbot, viewer, widget, models_dir):
+def test_a_noisy_layers_only_run_uses_the_self_supervised_figure(
+    no_leaked_threads, qtbot, viewer, widget, models_dir
+):
     noisy, _ = _pairs(2, seed=5)
     viewer.add_image(noisy[0], name="a")
     viewer.add_image(noisy[1], name="b")
@@ -202,7 +193,7 @@ def test_a_noisy_layers_only_run_uses_the_self_supervised_figure(qtbot, viewer, 
     qtbot.waitUntil(lambda: widget.preview_worker not in widget.workers, timeout=TIMEOUT_MS)
     preview = viewer.layers[PREVIEW_LAYER]
     assert preview.metadata[KEY]["source"] == "a" and preview.data.shape == (64, 64)
-    _no_leaked_threads(qtbot)
+    no_leaked_threads()
 
 
 def test_folder_modes_give_folders_to_fine_tune(viewer, widget, tmp_path):
@@ -279,7 +270,7 @@ def test_bad_data_is_reported_from_the_run(qtbot, viewer, widget, models_dir):
 
 
 def test_closing_the_widget_mid_run_cancels_without_crash_or_leaked_thread(
-    qtbot, viewer, widget, models_dir
+    no_leaked_threads, qtbot, viewer, widget, models_dir
 ):
     _pair_layers(viewer)
     widget.set_parameters(
@@ -304,7 +295,7 @@ def test_closing_the_widget_mid_run_cancels_without_crash_or_leaked_thread(
         worker.start()
     assert widget.closed
     assert worker.counter.count < 500
-    _no_leaked_threads(qtbot)
+    no_leaked_threads()
     qtbot.wait(50)
     assert len(viewer.layers) == layers_at_close[0]  # nothing added after the close
     assert _training(models_dir, "closed")["stopped"] == "cancelled"  # the best so far saved

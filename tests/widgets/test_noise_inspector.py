@@ -20,17 +20,10 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def inspector(viewer):
+def inspector(open_widget):
     from napari_diffdenoise._widgets.noise_inspector import NoiseInspectorWidget
 
-    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    assert isinstance(widget, NoiseInspectorWidget)
-    return widget
+    return open_widget(WIDGET, NoiseInspectorWidget)
 
 
 def run_inspection(qtbot, widget):

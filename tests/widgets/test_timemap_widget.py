@@ -15,17 +15,10 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer):
+def widget(open_widget):
     from napari_diffdenoise._widgets.timemap import TimeMapWidget
 
-    _dock, w = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
-    assert isinstance(w, TimeMapWidget)
-    return w
+    return open_widget(WIDGET, TimeMapWidget)
 
 
 def noisy_image(shape=(64, 64), sigma=20.0, seed=0):
