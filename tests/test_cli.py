@@ -258,12 +258,14 @@ def _pair_folders(tmp_path, n=3):
     return tmp_path / "noisy", tmp_path / "clean"
 
 
-def test_fine_tune_on_two_folders_then_denoise_with_the_new_model(tmp_path, capsys):
+def test_fine_tune_on_two_folders_then_denoise_with_the_new_model(tmp_path, models_dir, capsys):
     noisy_dir, clean_dir = _pair_folders(tmp_path)
     args = ["fine-tune", "--pairs", str(noisy_dir), str(clean_dir), "--name", "scope"]
-    assert main([*args, "--steps", "3", "--seed", "0", "--batch", "2"]) == 0
+    assert main([*args, "--steps", "3", "--seed", "0", "--batch", "2", "--patch", "48"]) == 0
     out = capsys.readouterr()
     assert "'scope'" in out.out and "--model scope" in out.out
+    settings = json.loads((models_dir / "scope.json").read_text())["training"]["settings"]
+    assert settings["patch_size"] == 48 and settings["batch_size"] == 2
     assert "PSNR (dB) base" in out.err  # the bar shows the validation figure
     assert main(["models"]) == 0
     assert "scope" in capsys.readouterr().out.split()
@@ -285,6 +287,8 @@ def test_fine_tune_errors_exit_2_with_the_api_messages(tmp_path, capsys):
     assert "no clean image for frame1.tif" in capsys.readouterr().err
     assert main(["fine-tune", "--pairs", str(tmp_path / "no"), str(clean_dir)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["fine-tune", "--pairs", str(noisy_dir), str(clean_dir), "--patch", "50"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # neither --pairs nor --noisy: argparse's usage error
         main(["fine-tune", "--name", "x"])
     assert not (tmp_path / "models").exists()

@@ -405,7 +405,11 @@ def _cmd_fine_tune(args) -> int:
     if (args.pairs is None) == (args.noisy is None):
         raise ValueError("give --pairs NOISY_DIR CLEAN_DIR or --noisy DIR_OR_STACK (one of them)")
     settings = FineTuneSettings(
-        **{k: v for k, v in (("lr", args.lr), ("batch_size", args.batch)) if v is not None}
+        **{
+            k: v
+            for k, v in (("lr", args.lr), ("batch_size", args.batch), ("patch_size", args.patch))
+            if v is not None
+        }
     )
     name = _check_name(args.name, args.base)
     steps = iter_fine_tune(
@@ -661,6 +665,12 @@ def _add_fine_tune_parser(sub) -> None:
     )
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
     p.add_argument("--batch", type=int, default=None, help="patches per step (default: 8)")
+    p.add_argument(
+        "--patch",
+        type=int,
+        default=None,
+        help="side of the training patches, a multiple of 8 (default: pairs 64, noisy-only 96)",
+    )
     p.set_defaults(func=_cmd_fine_tune)
 
 
