@@ -325,3 +325,35 @@ def test_a_saved_time_map_keeps_its_sigma_scale(tmp_path):
     np.testing.assert_array_equal(result[:, :32], noisy[:, :32])  # level 0: untouched
     np.testing.assert_allclose(result, denoise(noisy, sigma=np.where(levels > 0, 15.0, 0.0)),
                                atol=1e-4)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_fine_tune_saves_exits_130_and_resumes(tmp_path, models_dir):
+    """Ctrl-C (a real SIGINT to the command) once steps are running: the best model so far is
+    saved, the exit status is 130, and the message's --resume command carries the run on."""
+    import signal
+    import subprocess
+    import sys
+
+    noisy_dir, clean_dir = _pair_folders(tmp_path)
+    command = [sys.executable, "-m", "napari_diffdenoise.cli", "fine-tune", "--pairs",
+               str(noisy_dir), str(clean_dir), "--name", "stopped", "--minutes", "5",
+               "--seed", "0", "--batch", "2", "--patch", "48"]  # fmt: skip
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = b""
+    while b"step 3 " not in seen:  # (the bar, unbuffered on stderr)
+        chunk = job.stderr.read1(4096)
+        assert chunk, "the command ended before its third step"
+        seen += chunk
+    job.send_signal(signal.SIGINT)
+    out, err = job.communicate(timeout=120)
+    err = (seen + err).decode()
+    assert job.returncode == 130, err[-2000:]
+    assert "saved as 'stopped'" in err and "--name stopped --resume" in err
+    meta = json.loads((models_dir / "stopped.json").read_text())["training"]
+    assert meta["stopped"] == "cancelled" and meta["steps"] >= 3
+    resumed = [*command[: command.index("--minutes")], "--steps", str(meta["steps"] + 2),
+               "--resume"]  # fmt: skip
+    assert main(resumed[3:]) == 0
+    again = json.loads((models_dir / "stopped.json").read_text())["training"]
+    assert again["steps"] == meta["steps"] + 2 and again["seed"] == 0
