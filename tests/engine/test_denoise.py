@@ -92,6 +92,34 @@ def test_tiles_agree_with_whole_image(noisy):
     assert np.abs(whole - tiled).mean() < 0.1
 
 
+@pytest.mark.parametrize("axes", ["YX", "XY"])
+def test_an_in_memory_plane_fills_in_tile_by_tile(noisy, axes):
+    """Tiles are written into the result as they finish (what the Denoiser's progressive layer
+    shows), "leave alone" pixels as they are; the final plane is the one denoise() gives."""
+    from napari_diffdenoise.engine.denoise import iter_denoise
+
+    image = np.tile(noisy, (2, 2))  # 192 × 256: several 64² tiles
+    image = image if axes == "YX" else np.ascontiguousarray(image.T)
+    sigma = np.full(image.shape, 25.0, np.float32)
+    sigma[:40] = 0.0  # (in the array's own first axis)
+    steps = iter_denoise(image, sigma=sigma, axes=axes, tile_size=64, batch_size=1, wiener=0)
+    filled = []
+    try:
+        while True:
+            progress = next(steps)
+            out = progress.output
+            filled.append(float(np.mean(out != 0)))
+            assert np.array_equal(out[:40][out[:40] != 0], image[:40][out[:40] != 0])
+    except StopIteration as stop:
+        result = stop.value.image
+    partial = [f for f in filled if 0 < f < 1]
+    assert len(set(partial)) >= 4  # several stages between empty and complete
+    assert filled == sorted(filled)  # it only fills
+    np.testing.assert_array_equal(
+        result, denoise(image, sigma=sigma, axes=axes, tile_size=64, batch_size=1, wiener=0)
+    )
+
+
 def test_stack_plane_by_plane(noisy):
     stack = np.stack([noisy, noisy[::-1]])
     out = denoise(stack, sigma=25)

@@ -298,6 +298,37 @@ def test_progressive_layer_appears_at_once_and_ends_as_the_api_output(qtbot, vie
     np.testing.assert_allclose(out.data, denoise(layer, sigma=20.0, batch_size=1), atol=1e-4)
 
 
+def test_a_large_plane_fills_in_tile_by_tile(qtbot, viewer, widget, monkeypatch):
+    """One large plane: its result layer is shown at once and redrawn as tiles finish."""
+    from napari_diffdenoise._widgets import denoiser
+
+    monkeypatch.setattr(denoiser, "LARGE_PLANE", 128 * 128)  # (a test-sized "large" plane)
+    monkeypatch.setattr(denoiser, "REFRESH_S", 0.0)
+    _, noisy = _noisy(shape=(192, 256), seed=4)
+    viewer.add_image(noisy, name="big")
+    widget.set_noise_source(20.0)
+    widget.set_parameters(tile_size=64, batch_size=1)
+    shown, redrawn = [], []
+
+    def look(_progress):
+        found = [lay for lay in viewer.layers if lay.name == "big denoised"]
+        if found:
+            if not shown:
+                found[0].events.set_data.connect(lambda e: redrawn.append(e))
+            shown.append(float(np.mean(np.asarray(found[0].data) != 0)))
+
+    worker = widget.run(start=False)
+    worker.yielded.connect(look)
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+        worker.start()
+    assert len({f for f in shown if 0 < f < 1}) >= 4, shown  # seen part-filled, growing
+    assert len(redrawn) >= 4  # and redrawn as it filled, not only when the plane was done
+    out = viewer.layers["big denoised"]
+    np.testing.assert_allclose(
+        out.data, denoise(noisy, sigma=20.0, tile_size=64, batch_size=1), atol=1e-4
+    )
+
+
 def test_lazy_zarr_layer_is_read_plane_by_plane_into_a_store(qtbot, viewer, widget, tmp_path):
     stack = _stack()
     z = zarr.create_array(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,8 @@ PREVIEW_SIDE = 512
 STORE_BYTES = 512 << 20
 #: planes larger than this many pixels get a progressive result layer even when alone
 LARGE_PLANE = 2048 * 2048
+#: an in-memory progressive result is redrawn at most this often (s) as its tiles come in
+REFRESH_S = 0.5
 #: live preview waits this long after the last change (ms)
 PREVIEW_DELAY_MS = 300
 #: output choices: automatic, in memory, zarr store
@@ -126,6 +129,7 @@ class _Job:
     layer: Any = None
     rate: ProgressRate = field(default_factory=ProgressRate)
     planes_shown: int = -1
+    shown_at: float = 0.0
 
 
 class DenoiserWidget(WorkerDockWidget):
@@ -709,8 +713,14 @@ class DenoiserWidget(WorkerDockWidget):
         if job.layer is None:
             job.layer = self._add_result(job, output, partial=True)
         planes = getattr(progress, "planes_done", 0)
-        if planes != job.planes_shown and job.layer in self.viewer.layers:
-            job.planes_shown = planes
+        if job.layer not in self.viewer.layers:
+            return
+        # a store is redrawn as planes finish; an in-memory result also as its tiles finish
+        # (the engine writes them in provisionally), at most every REFRESH_S seconds
+        now = time.monotonic()
+        tiles_in = job.out is None and now - job.shown_at >= REFRESH_S
+        if planes != job.planes_shown or tiles_in:
+            job.planes_shown, job.shown_at = planes, now
             job.layer.refresh()
 
     def _name(self, job: _Job) -> str:

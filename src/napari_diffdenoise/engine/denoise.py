@@ -297,8 +297,21 @@ def iter_denoise(
                 impulse_planes.append(has_impulses)
                 # ("auto" keeps the identity copy's estimate: the probe's pass is compared with it)
                 jobs.append(PlaneJob(y_t, tau_t, members, samples, want_first=auto))
+            on_tile = None
+            if out is None and len(tiles) > 1:  # in memory: tiles shown as they finish
+
+                def on_tile(j, tile, estimate, inputs=inputs, jobs=jobs):
+                    item, region = inputs[j], tile.keep
+                    values = item.intensity.denormalise(estimate)
+                    untouched = jobs[j].tau[0, 0].numpy()[region] <= 0
+                    if untouched.any():  # ("leave alone" pixels, as in the final plane)
+                        values = np.where(untouched, item.plane[region], values)
+                    sink.write_region(item.number, region, values)
+
             estimates = yield from _relay(
-                iter_network(jobs, generator=generator, progress=(done, total), **net_args),
+                iter_network(
+                    jobs, generator=generator, progress=(done, total), on_tile=on_tile, **net_args
+                ),
                 counted,
                 n_planes,
                 h * w,

@@ -9,7 +9,7 @@ unit per tile, ensemble member, sample and sampler step) and returns each plane'
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,9 +110,15 @@ def iter_network(
     sigma_max: float,
     generator=None,
     progress: tuple[int, int] = (0, 0),
+    on_tile: Callable[[int, Tile, np.ndarray], None] | None = None,
 ) -> Generator[tuple[int, int], None, list[PlaneEstimate]]:
     """Run ``jobs`` (planes of one shape) through the network; yields ``(done, total)`` starting
-    from ``progress``; returns one :class:`PlaneEstimate` per job."""
+    from ``progress``; returns one :class:`PlaneEstimate` per job.
+
+    ``on_tile(j, tile, estimate)``, when given, is called as soon as every member and sample of
+    a tile of job ``j`` is in, with the tile's mean estimate over its ``keep`` region
+    (normalised units): a provisional view of the plane while it runs (the returned estimate
+    blends the overlaps; it is not changed by this)."""
     import torch
 
     from ..diffusion.samplers import iter_sample
@@ -140,6 +146,7 @@ def iter_network(
     # per (job, tile): sum and sum of squares over samples of the member-averaged estimate
     tile_sum: dict[tuple[int, int], Any] = {}
     tile_first: dict[tuple[int, int], Any] = {}
+    tile_parts: dict[tuple[int, int], int] = {}  # contributions in, per (job, tile)
     n_samples = max(j.samples for j in jobs)
     batch = max(1, int(batch_size))
     for group in items.values():
@@ -190,6 +197,11 @@ def iter_network(
                         tile_first[key] = est.clone()
                     skey = (j, t, sample)
                     tile_sum[skey] = tile_sum.get(skey, 0) + member_share
+                    tile_parts[key] = tile_parts.get(key, 0) + 1
+                    if on_tile is not None and tile_parts[key] == jobs[j].members * jobs[j].samples:
+                        tile_mean = sum(tile_sum[(j, t, s)] for s in range(jobs[j].samples))
+                        tile_mean = tile_mean / jobs[j].samples
+                        on_tile(j, tiles[t], tile_mean[tiles[t].inner].numpy())
                 start += len(chunk)
 
     for j, job in enumerate(jobs):

@@ -71,6 +71,16 @@ class ArraySink:
         if self.std is not None and std is not None:
             self._put(self.std, number, std)
 
+    def write_region(self, number: int, region: tuple[slice, slice], image: np.ndarray) -> None:
+        """A provisional ``region`` (rows, columns) of plane ``number``, shown while the plane
+        runs; the plane's :meth:`write` replaces it."""
+        plane = self.image[self.source.indexer(self.source.plane_index(number))]  # (a view)
+        values = cast_plane(image, self.dtype)
+        if self.source.x_axis < self.source.y_axis:
+            plane[region[1], region[0]] = values.T
+        else:
+            plane[region] = values
+
     def mark_done(self, numbers: list[int]) -> None:
         pass
 
