@@ -177,6 +177,24 @@ def test_zarr_output_equals_the_in_memory_result_and_records_the_job(tmp_path):
     ]
 
 
+def test_a_store_keeps_the_uncertainty_of_stochastic_samples(tmp_path):
+    """samples > 1 with out=: the spread is written into the store beside the job's records,
+    equal to the in-memory one, and a rerun of the finished job hands it back."""
+    stack = _stack(2, 48, 64)
+    kw = {"sigma": 30, "sampler": "indi", "steps": 2, "eta": 0.5, "samples": 2, "seed": 3}
+    mean, std = denoise(stack, **kw, return_std=True)
+    out, out_std = denoise(stack, out=tmp_path / "o.zarr", **kw, return_std=True)
+    assert (
+        out_std.store is not None
+        and (tmp_path / "o.zarr" / ".napari_diffdenoise" / "std.zarr").is_dir()
+    )
+    np.testing.assert_allclose(np.asarray(out), mean, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(out_std), std, atol=1e-3)
+    assert float(np.asarray(out_std).mean()) > 0
+    again, again_std = denoise(stack, out=tmp_path / "o.zarr", **kw, return_std=True)
+    np.testing.assert_array_equal(np.asarray(again_std), np.asarray(out_std))
+
+
 def test_outputs_that_are_not_this_job_are_never_touched(tmp_path):
     stack = _stack(2)
     foreign = tmp_path / "foreign.zarr"

@@ -218,6 +218,19 @@ def test_stochastic_run_adds_uncertainty(qtbot, viewer, widget):
     assert unc.data.shape == noisy.shape and float(unc.data.mean()) > 0
 
 
+def test_a_stochastic_run_into_a_store_adds_its_uncertainty_too(qtbot, viewer, widget, tmp_path):
+    stack = _stack(n=2, side=48)
+    viewer.add_image(stack, name="s", scale=(2.0, 0.5, 0.5))
+    widget.set_noise_source(20.0)
+    widget.set_parameters(sampler="indi", steps=2, eta=0.5, samples=2, seed=1,
+                          store=tmp_path / "out.zarr", output="store")  # fmt: skip
+    _run(qtbot, widget)
+    unc = viewer.layers["s uncertainty"]
+    assert not isinstance(unc.data, np.ndarray)  # (read from the store, lazily)
+    assert unc.data.shape == stack.shape and float(np.asarray(unc.data).mean()) > 0
+    assert tuple(unc.scale) == (2.0, 0.5, 0.5)
+
+
 def test_bad_input_shows_error_and_notifies(viewer, widget):
     from napari.utils.notifications import notification_manager
 

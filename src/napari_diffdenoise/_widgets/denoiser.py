@@ -251,7 +251,7 @@ class DenoiserWidget(WorkerDockWidget):
         self.samples_spin.setRange(1, 64)
         self.samples_spin.setToolTip(
             "Stochastic samples (indi, η > 0): the mean is returned and their spread is added "
-            "as an uncertainty layer (in-memory results)"
+            "as an uncertainty layer (for a zarr store, kept inside it)"
         )
         self.wiener_combo = QComboBox()
         for label, value in (

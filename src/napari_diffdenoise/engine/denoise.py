@@ -190,7 +190,15 @@ def iter_denoise(
         sink = ArraySink(source, dtype, with_std=settings.samples > 1)
     else:
         job = {"input": source.describe(), **metadata}
-        sink = ZarrSink(out, source, dtype, job, overwrite=overwrite, pyramid=pyramid)
+        sink = ZarrSink(
+            out,
+            source,
+            dtype,
+            job,
+            overwrite=overwrite,
+            pyramid=pyramid,
+            with_std=settings.samples > 1,
+        )
     output = sink.image if out is None else sink.array  # (filled as planes finish)
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
@@ -697,7 +705,8 @@ def denoise(
     pyramid : bool
         With an OME-Zarr ``out``, add downsampled levels (a multiscale pyramid).
     return_std : bool
-        Also return the per-pixel std over ``samples`` (uncertainty, image units).
+        Also return the per-pixel std over ``samples`` (uncertainty, image units); with
+        ``out``, a zarr array kept in the store (``<out>/.napari_diffdenoise/std.zarr``).
     return_details : bool
         Return a :class:`DenoiseResult` (image, std, time map used, noise report).
 
@@ -707,8 +716,6 @@ def denoise(
     """
     if return_std and samples < 2:
         raise ValueError("return_std needs samples > 1 with sampler='indi' and eta > 0")
-    if return_std and out is not None:
-        raise ValueError("return_std is for in-memory results; leave out= unset")
     options = DenoiseOptions(
         model=model,
         sampler=sampler,

@@ -3,7 +3,7 @@
 - :class:`ArraySink`: numpy arrays in memory (small inputs; the default without ``out=``).
 - :class:`ZarrSink`: a chunked, compressed zarr store on disk, written as planes finish (an
   OME-Zarr image when the input was one, with its axes and scale, and a multiscale pyramid on
-  request). The store's attributes record the model, its hash, the parameters and the package
+  request; with ``samples > 1`` the spread over samples beside it, in the job's records). The store's attributes record the model, its hash, the parameters and the package
   version. Each finished group of planes leaves a completion record *after* its data, so a
   rerun of the same job on the same store skips what is done and gives the same result as an
   uninterrupted run; a store that is not a matching partial job is never touched unless
@@ -28,6 +28,8 @@ __all__ = ["ArraySink", "ZarrSink", "JobMismatch", "JOB_KEY"]
 JOB_KEY = "napari_diffdenoise"
 #: largest chunk side written (planes larger than this are split into chunks)
 CHUNK_SIDE = 2048
+#: the zarr array of the spread over samples, in the job's records folder of a store
+STD_NAME = "std.zarr"
 
 
 class JobMismatch(FileExistsError):
@@ -113,6 +115,7 @@ class ZarrSink:
         *,
         overwrite: bool = False,
         pyramid: bool = False,
+        with_std: bool = False,
     ) -> None:
         import zarr
 
@@ -147,6 +150,24 @@ class ZarrSink:
         else:
             self.array = self._create()
         (self.records / "done").mkdir(parents=True, exist_ok=True)
+        #: the spread over samples (``samples > 1``), float32, beside the job's records:
+        #: ``<out>/.napari_diffdenoise/std.zarr``
+        self.std = None
+        if with_std:
+            std_path = self.records / STD_NAME
+            self.std = (
+                zarr.open_array(str(std_path), mode="r+")
+                if resume and std_path.exists()
+                else zarr.create_array(
+                    str(std_path),
+                    shape=self.array.shape,
+                    chunks=self.array.chunks,
+                    dtype="float32",
+                    fill_value=0,
+                    zarr_format=2,
+                    overwrite=True,
+                )
+            )
 
     # ------------------------------------------------------------------ setup
     def _check_path(self, overwrite: bool) -> None:
@@ -273,9 +294,11 @@ class ZarrSink:
         self, number: int, image: np.ndarray, tau: np.ndarray, std: np.ndarray | None
     ) -> None:
         plane = cast_plane(image, self.dtype)
-        if self.source.x_axis < self.source.y_axis:
-            plane = plane.T
-        self.array[self.source.indexer(self.source.plane_index(number))] = plane
+        index = self.source.indexer(self.source.plane_index(number))
+        flip = self.source.x_axis < self.source.y_axis
+        self.array[index] = plane.T if flip else plane
+        if self.std is not None and std is not None:
+            self.std[index] = np.asarray(std, np.float32).T if flip else std
 
     def mark_done(self, numbers: list[int]) -> None:
         """Record planes as finished (after their data was written)."""
