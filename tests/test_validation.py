@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_diffdenoise import denoise, estimate_noise
+from napari_diffdenoise import add_noise, denoise, estimate_noise
 from napari_diffdenoise._validation import (
     as_image,
     check_bool,
@@ -141,3 +141,16 @@ def test_check_bool_choice_dtype():
         check_dtype(bool, "output_dtype")
     with pytest.raises(TypeError, match="numpy dtype"):
         check_dtype("not a dtype", "output_dtype")
+
+
+@pytest.mark.parametrize("call", ["estimate", "denoise", "add_noise"])
+def test_one_minimum_size_one_message(call):
+    """The minimum plane size was 2 px in one message and 8 px in another."""
+    small = np.random.default_rng(0).normal(100, 5, (4, 64)).astype(np.float32)
+    run = {
+        "estimate": lambda: estimate_noise(small),
+        "denoise": lambda: denoise(small, sigma=5.0),
+        "add_noise": lambda: add_noise(small, "gaussian", sigma=1.0),
+    }[call]
+    with pytest.raises(ValueError, match=r"at least 8 × 8 pixels, got shape \(4, 64\)"):
+        run()

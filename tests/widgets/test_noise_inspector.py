@@ -7,7 +7,6 @@ import pytest
 
 from napari_diffdenoise import (
     add_noise,
-    denoise,
     estimate_noise,
     levels_to_time_map,
     synthetic_fluorescence,
@@ -406,19 +405,6 @@ def test_verdict_box_shows_every_line(qtbot, viewer, inspector):
     assert wrapped > len(box.toPlainText().splitlines())  # long lines wrap...
     qtbot.waitUntil(lambda: narrow.verticalScrollBar().maximum() == 0, timeout=5_000)
     assert narrow.viewport().height() >= wrapped * spacing  # ...and every line is shown
-
-
-@pytest.mark.parametrize("call", ["estimate", "denoise", "add_noise"])
-def test_one_minimum_size_one_message(call):
-    """The minimum plane size was 2 px in one message and 8 px in another."""
-    small = np.random.default_rng(0).normal(100, 5, (4, 64)).astype(np.float32)
-    run = {
-        "estimate": lambda: estimate_noise(small),
-        "denoise": lambda: denoise(small, sigma=5.0),
-        "add_noise": lambda: add_noise(small, "gaussian", sigma=1.0),
-    }[call]
-    with pytest.raises(ValueError, match=r"at least 8 × 8 pixels, got shape \(4, 64\)"):
-        run()
 
 
 def test_sigma_and_time_maps_keep_the_image_axes(viewer, inspector):
