@@ -128,6 +128,16 @@ def _noise_generator(settings: Settings, group: int):
     return generator
 
 
+def _in_image_units(estimate: np.ndarray, tau: np.ndarray, plane: np.ndarray, intensity):
+    """A network estimate (normalised units) in the image's units, with the pixels whose time
+    is 0 ("leave this pixel alone") copied exactly from ``plane`` (the same region)."""
+    values = intensity.denormalise(estimate)
+    untouched = tau <= 0
+    if untouched.any():
+        values = np.where(untouched, plane.astype(np.float32), values)
+    return values
+
+
 def _relay(
     steps,
     planes_done: Callable[[], int],
@@ -310,10 +320,8 @@ def iter_denoise(
 
                 def on_tile(j, tile, estimate, inputs=inputs, jobs=jobs):
                     item, region = inputs[j], tile.keep
-                    values = item.intensity.denormalise(estimate)
-                    untouched = jobs[j].tau[0, 0].numpy()[region] <= 0
-                    if untouched.any():  # ("leave alone" pixels, as in the final plane)
-                        values = np.where(untouched, item.plane[region], values)
+                    tau = jobs[j].tau[0, 0].numpy()[region]
+                    values = _in_image_units(estimate, tau, item.plane[region], item.intensity)
                     sink.write_region(item.number, region, values)
 
             estimates = yield from _relay(
@@ -362,11 +370,7 @@ def iter_denoise(
                         ht_weights.append(plane_weights[1])
                         fine_weights.append(plane_weights[2])
                 done += wiener_units
-                image_plane = item.intensity.denormalise(mean)
-                # τ = 0 means "leave this pixel alone": copy it exactly
-                untouched = tau <= 0
-                if untouched.any():
-                    image_plane = np.where(untouched, item.plane.astype(np.float32), image_plane)
+                image_plane = _in_image_units(mean, tau, item.plane, item.intensity)
                 std = None
                 if estimate.spread is not None:
                     std = estimate.spread * np.float32(item.intensity.scale)

@@ -3,8 +3,8 @@
 - :class:`ArraySink`: numpy arrays in memory (small inputs; the default without ``out=``).
 - :class:`ZarrSink`: a chunked, compressed zarr store on disk, written as planes finish (an
   OME-Zarr image when the input was one, with its axes and scale, and a multiscale pyramid on
-  request; with ``samples > 1`` the spread over samples beside it, in the job's records). The store's attributes record the model, its hash, the parameters and the package
-  version. Each finished group of planes leaves a completion record *after* its data, so a
+  request; with ``samples > 1`` the spread over samples beside it, in the job's records). The
+  store's attributes record the model, its hash, the parameters and the package version. Each finished group of planes leaves a completion record *after* its data, so a
   rerun of the same job on the same store skips what is done and gives the same result as an
   uninterrupted run; a store that is not a matching partial job is never touched unless
   ``overwrite=True``.
@@ -60,10 +60,19 @@ class ArraySink:
     def layout(self, chosen: dict[str, int]) -> dict[str, int]:
         return chosen
 
-    def _put(self, target: np.ndarray, number: int, plane: np.ndarray) -> None:
+    def _put(
+        self,
+        target: np.ndarray,
+        number: int,
+        values: np.ndarray,
+        region: tuple[slice, slice] = (slice(None), slice(None)),
+    ) -> None:
+        """Write ``values`` into ``region`` (rows, columns) of plane ``number`` of ``target``."""
+        plane = target[self.source.indexer(self.source.plane_index(number))]  # (a view)
         if self.source.x_axis < self.source.y_axis:
-            plane = plane.T
-        target[self.source.indexer(self.source.plane_index(number))] = plane
+            plane[region[1], region[0]] = values.T
+        else:
+            plane[region] = values
 
     def write(
         self, number: int, image: np.ndarray, tau: np.ndarray, std: np.ndarray | None
@@ -76,12 +85,7 @@ class ArraySink:
     def write_region(self, number: int, region: tuple[slice, slice], image: np.ndarray) -> None:
         """A provisional ``region`` (rows, columns) of plane ``number``, shown while the plane
         runs; the plane's :meth:`write` replaces it."""
-        plane = self.image[self.source.indexer(self.source.plane_index(number))]  # (a view)
-        values = cast_plane(image, self.dtype)
-        if self.source.x_axis < self.source.y_axis:
-            plane[region[1], region[0]] = values.T
-        else:
-            plane[region] = values
+        self._put(self.image, number, cast_plane(image, self.dtype), region)
 
     def mark_done(self, numbers: list[int]) -> None:
         pass

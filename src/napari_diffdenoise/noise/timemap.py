@@ -421,9 +421,12 @@ def load_time_map(
     with tifffile.TiffFile(path) as tif:
         described = tif.shaped_metadata
         meta = described[0] if described else None
-        ours = isinstance(meta, dict) and "time_levels" in meta and "sigma_max" in meta
-        if ours and meta.get("kind", TIFF_KIND) != TIFF_KIND:
-            ours = False
+        ours = (
+            isinstance(meta, dict)
+            and "time_levels" in meta
+            and "sigma_max" in meta
+            and meta.get("kind", TIFF_KIND) == TIFF_KIND
+        )
         data = tif.asarray() if ours else None
     if not ours:
         raise NotATimeMapFile(

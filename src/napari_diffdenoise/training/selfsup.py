@@ -136,14 +136,18 @@ def _read_plane(arr: Any, k: int, label: str) -> np.ndarray:
     return plane
 
 
+def _multiple(model) -> int:
+    """The size multiple of ``model``'s inputs (8 where it does not say)."""
+    return int(getattr(getattr(model, "config", None), "multiple", 8))
+
+
 def _run(model, y: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     """One direct pass of ``model`` over whole images ``(B, 1, H, W)``, padded to the network's
     size multiple as the engine pads its tiles."""
     from ..engine.network import PAD, _padded
 
     h, w = y.shape[-2:]
-    multiple = int(getattr(getattr(model, "config", None), "multiple", 8))
-    yp, tp = (_padded(t, h, w, multiple) for t in (y, tau))
+    yp, tp = (_padded(t, h, w, _multiple(model)) for t in (y, tau))
     out = model(yp, yp, tp)
     return out[..., PAD : PAD + h, PAD : PAD + w]
 
@@ -323,7 +327,7 @@ class NoisyOnlyTask:
 
         if self.images[0].clean is not None:
             return
-        self.multiple = int(getattr(getattr(model, "config", None), "multiple", 8))
+        self.multiple = _multiple(model)
         with torch.no_grad():
             for item in self.images:
                 noise, intensity = item.noise, item.intensity
